@@ -1,0 +1,236 @@
+"""The command line: parse arguments, call the library, render the result.
+
+Exit codes (also in the README):
+  0  every line is valid (validate: the file is valid; wait: completed)
+  1  some lines are invalid, and the plan is still printed (validate: invalid)
+  2  usage error, unreadable input, or no requests at all
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from decimal import Decimal, InvalidOperation
+
+import click
+
+from . import __version__
+
+EXIT_OK = 0
+EXIT_INVALID_LINES = 1
+EXIT_USAGE = 2
+
+
+class Fail(click.ClickException):
+    """A one-line error on stderr and a documented exit code; never a traceback."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file=None) -> None:
+        click.echo(f"batchplan: error: {self.format_message()}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="batchplan")
+def cli() -> None:
+    """Plan, price and run DashScope (Qwen) Batch API jobs.
+
+    Start with `batchplan compare FILE.jsonl`: exact prompt tokens, the
+    real-time cost and the batch cost of every request, before you pay.
+    """
+
+
+def expand_paths(patterns: tuple[str, ...]) -> list[str]:
+    """Paths as given, with globs expanded (for shells that do not)."""
+    paths: list[str] = []
+    for pattern in patterns:
+        if not os.path.exists(pattern) and glob.has_magic(pattern):
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise Fail(f"{pattern}: no file matches")
+            paths.extend(matches)
+        else:
+            paths.append(pattern)
+    return paths
+
+
+def load_catalog_or_fail(prices: str | None):
+    from .catalog import CatalogError, load_catalog
+
+    try:
+        return load_catalog(prices)
+    except CatalogError as exc:
+        raise Fail(str(exc)) from None
+
+
+def output_assumption(output_tokens, output_ratio, calibrate):
+    from .output import CALIBRATED, PER_REQUEST, RATIO, OutputAssumption
+
+    chosen = [o for o in (output_tokens, output_ratio, calibrate) if o is not None]
+    if len(chosen) > 1:
+        raise click.UsageError("choose one of --output-tokens, --output-ratio and --calibrate")
+    if output_tokens is not None:
+        return OutputAssumption(PER_REQUEST, tokens=output_tokens)
+    if output_ratio is not None:
+        try:
+            ratio = Decimal(output_ratio)
+        except InvalidOperation:
+            raise click.BadParameter(f"{output_ratio!r} is not a number", param_hint="--output-ratio") from None
+        if not ratio.is_finite() or ratio < 0:
+            raise click.BadParameter("must be zero or more", param_hint="--output-ratio")
+        return OutputAssumption(RATIO, ratio=ratio)
+    if calibrate is not None:
+        from .reconcile import CalibrationError, calibrate_from_output
+
+        try:
+            per_model = calibrate_from_output(calibrate)
+        except CalibrationError as exc:
+            raise Fail(str(exc)) from None
+        return OutputAssumption(CALIBRATED, per_model=per_model, source=calibrate)
+    return OutputAssumption()
+
+
+def refuse_overwrite(path: str, force: bool) -> None:
+    if os.path.exists(path) and not force:
+        raise Fail(f"{path}: already exists; pass --force to overwrite it")
+
+
+def progress_bar(total: int, quiet: bool, desc: str):
+    """A tqdm bar on stderr, only when stderr is a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        desc=desc,
+        file=sys.stderr,
+        disable=quiet or not sys.stderr.isatty(),
+        leave=False,
+    )
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--region", type=click.Choice(["intl", "cn"]), default="intl", show_default=True,
+              help="Price region: intl (Singapore, USD) or cn (Beijing, CNY).")
+@click.option("--prices", "prices_file", type=click.Path(dir_okay=False), default=None,
+              help="Your own catalog JSON, merged over the shipped one (same schema, see docs/catalog.md).")
+@click.option("--output-tokens", type=click.IntRange(min=0), default=None,
+              help="Expected output tokens per request, instead of the worst case.")
+@click.option("--output-ratio", default=None, metavar="R",
+              help="Expected output as R times each request's input tokens.")
+@click.option("--calibrate", type=click.Path(dir_okay=False), default=None, metavar="OUTPUT",
+              help="Expected output per model from an earlier run's Batch output file (mean completion tokens).")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as a JSON document (docs/json.md).")
+@click.option("--per-request", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+              help="Write one row per input line to PATH (.jsonl or .csv).")
+@click.option("--force", is_flag=True, help="Overwrite --per-request PATH if it exists.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes for large files [default: available cores].")
+@click.option("--sample", default=None, metavar="FRACTION|N",
+              help="Estimate from a random sample of lines (a fraction like 0.05, or a count), with a confidence interval.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed for --sample.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no warnings on stderr.")
+def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, as_json, per_request, force, workers, sample, seed, quiet):
+    """Tokens and real-time vs batch cost of batch FILE(s).
+
+    Counts every request's prompt tokens as DashScope bills them, assumes
+    output tokens (the worst case unless you say otherwise), and prices each
+    request at its own tier, real-time and through the Batch API (50%).
+    Several files or globs give one combined plan plus a row per file.
+
+    \b
+    Exit codes:
+      0  every line is valid
+      1  some lines are invalid (they are listed; the plan is still printed)
+      2  usage error, unreadable input, or no requests at all
+    """
+    from .plan import plan_files
+    from .reading import InputError
+    from .report import PerRequestWriter, document, per_request_format, table, warning_lines
+
+    paths = expand_paths(files)
+    catalog = load_catalog_or_fail(prices_file)
+    assumption = output_assumption(output_tokens, output_ratio, calibrate)
+    writer = None
+    if per_request:
+        try:
+            per_request_format(per_request)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--per-request") from None
+        refuse_overwrite(per_request, force)
+    sizes = sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
+    try:
+        if per_request:
+            writer = PerRequestWriter(per_request, multi_file=len(paths) > 1)
+        with progress_bar(sizes, quiet, "planning") as bar:
+            if sample is not None:
+                from .sampling import parse_sample, plan_sample
+
+                try:
+                    size = parse_sample(sample)
+                except ValueError as exc:
+                    raise click.BadParameter(str(exc), param_hint="--sample") from None
+                result = plan_sample(paths, size, seed, catalog=catalog, region=region, output=assumption,
+                                     on_request=writer.write if writer else None, on_progress=bar.update)
+            else:
+                result = plan_files(paths, catalog=catalog, region=region, output=assumption, workers=workers,
+                                    on_request=writer.write if writer else None, on_progress=bar.update)
+    except InputError as exc:
+        if writer:
+            writer.abort()
+        raise Fail(str(exc)) from None
+    except OSError as exc:
+        if writer:
+            writer.abort()
+        raise Fail(f"{exc.filename or ''}: {exc.strerror or exc}") from None
+    except BaseException:
+        if writer:
+            writer.abort()
+        raise
+    if writer:
+        writer.commit()
+    if as_json:
+        import json
+
+        click.echo(json.dumps(document(result), ensure_ascii=False, indent=2))
+    else:
+        click.echo(table(result))
+    if not quiet or result.exit_code == 2:
+        for line in warning_lines(result):
+            click.echo(line, err=True)
+    if result.plan.requests == 0:
+        click.echo("batchplan: error: no valid requests in " + ", ".join(paths), err=True)
+    sys.exit(result.exit_code)
+
+
+@cli.command()
+@click.option("--region", type=click.Choice(["intl", "cn"]), default="intl", show_default=True)
+@click.option("--prices", "prices_file", type=click.Path(dir_okay=False), default=None,
+              help="Your own catalog JSON, merged over the shipped one.")
+@click.option("--json", "as_json", is_flag=True, help="Print the merged catalog as JSON.")
+def prices(region, prices_file, as_json):
+    """Print the price catalog: prices per tier, limits, sources and dates."""
+    from .report import prices_table
+
+    catalog = load_catalog_or_fail(prices_file)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(catalog.raw, ensure_ascii=False, indent=2))
+    else:
+        click.echo(prices_table(catalog, region))
+
+
+def main() -> None:
+    try:
+        cli(prog_name="batchplan")
+    except KeyboardInterrupt:
+        click.echo("batchplan: interrupted", err=True)
+        sys.exit(130)

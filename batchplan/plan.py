@@ -1,0 +1,265 @@
+"""The pipeline, end to end: read lines -> validate -> count tokens -> price ->
+estimate output -> aggregate. Reports are written by ``report``.
+
+``Planner`` plans one request or one block of lines and does no I/O.
+``plan_file`` and ``plan_files`` read files and spread blocks over worker
+processes; their partial plans merge into one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Callable, Iterable, Iterator
+
+from . import aggregate as agg
+from .aggregate import Plan, PlannedRequest
+from .catalog import DEFAULT_REGION, Catalog, default_catalog
+from .chat_templates import media_parts
+from .output import OutputAssumption, estimate_output_tokens, is_thinking
+from .pricing import price_request
+from .reading import Block, InputError, Line, open_input, read_blocks
+from .tokens import TokenCounter
+from .validate import LineError, Request, parse_line
+
+# Files smaller than this are planned in-process: starting workers costs more.
+PARALLEL_MIN_BYTES = 8 * 1024 * 1024
+
+
+@dataclass
+class BatchPlan:
+    """What ``plan_file``/``plan_files`` return: the combined plan, a plan per
+    file, and what it assumed."""
+
+    plan: Plan
+    files: dict[str, Plan]
+    region: str
+    currency: str
+    output: OutputAssumption
+    batch_price_factor: Decimal
+    sample: object | None = None  # sampling.SampleEstimate when --sample was used
+    catalog_sources: dict = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """0 all lines valid, 1 some invalid, 2 no requests at all."""
+        if self.plan.requests == 0:
+            return 2
+        return 1 if self.plan.invalid else 0
+
+
+class Planner:
+    """Plans requests against a catalog. Pure: data in, data out."""
+
+    def __init__(
+        self,
+        catalog: Catalog | None = None,
+        region: str = DEFAULT_REGION,
+        output: OutputAssumption | None = None,
+        counter: TokenCounter | None = None,
+    ):
+        self.catalog = catalog or default_catalog()
+        if region not in self.catalog.regions:
+            raise ValueError(f"unknown region {region!r} (expected one of {', '.join(self.catalog.regions)})")
+        self.region = region
+        self.output = output or OutputAssumption()
+        self.counter = counter or TokenCounter()
+        self.batch_factor = self.catalog.batch_limits.batch_price_factor
+
+    def plan_request(self, request: Request, plan: Plan | None = None, file: str | None = None) -> PlannedRequest:
+        """Count, price and estimate one valid request; warnings go to ``plan``."""
+        body = request.body
+        name = body["model"]
+        model = self.catalog.model(name)
+        thinking = False if request.is_embedding else is_thinking(body, model)
+        input_tokens = self.counter.prompt_tokens(body, request.url, self.catalog.template_for(name))
+        output_tokens = estimate_output_tokens(body, model, input_tokens, thinking, self.output, request.is_embedding)
+        price = price_request(model, name, self.region, input_tokens, output_tokens, thinking, self.batch_factor)
+        if plan is not None:
+            self._warn(plan, request, model, thinking, input_tokens, price.unpriced_reason)
+        return PlannedRequest(
+            line=request.line,
+            custom_id=request.custom_id,
+            model=name,
+            tier=price.tier,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            realtime_cost=price.realtime_cost,
+            batch_cost=price.batch_cost,
+            thinking=thinking,
+            file=file,
+        )
+
+    def _warn(self, plan: Plan, request: Request, model, thinking: bool, input_tokens: int, unpriced: str | None) -> None:
+        body = request.body
+        line = request.line
+        if unpriced:
+            plan.warn(agg.UNPRICED, line, unpriced)
+        if model is not None:
+            limit = model.limits.input_limit(thinking)
+            if limit is not None and input_tokens > limit:
+                plan.warn(agg.OVER_MAX_INPUT, line, f"{model.name}: max input {limit}")
+            cap = model.limits.output_limit(thinking)
+            asked = body.get("max_tokens")
+            if cap is not None and asked is not None and asked > cap:
+                plan.warn(agg.OVER_MAX_OUTPUT, line, f"{model.name}: max output {cap}")
+            if thinking and model.thinks_by_default and "enable_thinking" not in body:
+                plan.warn(agg.THINKING_DEFAULT, line, model.name)
+        if not request.is_embedding and media_parts(body):
+            plan.warn(agg.MEDIA_NOT_COUNTED, line)
+
+    def plan_line(self, line: Line, plan: Plan, file: str | None = None) -> PlannedRequest:
+        parsed = parse_line(line)
+        if isinstance(parsed, LineError):
+            result = PlannedRequest(parsed.line, parsed.custom_id, None, None, None, None, None, None, parsed.reason, file=file)
+            plan.add(result)
+            return result
+        result = self.plan_request(parsed, plan, file)
+        plan.add(result, parsed.url)
+        return result
+
+    def plan_lines(self, lines: Iterable[Line], file: str | None = None, on_request: Callable[[PlannedRequest], None] | None = None) -> Plan:
+        plan = Plan()
+        for line in lines:
+            result = self.plan_line(line, plan, file)
+            if on_request is not None:
+                on_request(result)
+        return plan
+
+    def plan_block(self, block: Block, file: str | None = None, keep_rows: bool = False) -> tuple[Plan, list[PlannedRequest], int]:
+        """Plan one block; returns its plan, its rows when asked, and its size."""
+        rows: list[PlannedRequest] = []
+        plan = self.plan_lines(block.lines(), file, rows.append if keep_rows else None)
+        return plan, rows, len(block.data)
+
+
+# -- worker processes ------------------------------------------------------
+
+_WORKER: Planner | None = None
+
+
+def _init_worker(planner: Planner | None, args: tuple | None) -> None:
+    global _WORKER
+    # Under fork the parent's planner (vocabulary loaded) is inherited as is.
+    _WORKER = planner if planner is not None else Planner(*args)
+
+
+def _plan_block_in_worker(block: Block, file: str | None, keep_rows: bool):
+    return _WORKER.plan_block(block, file, keep_rows)
+
+
+def _pool(workers: int, planner: Planner):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if "fork" in multiprocessing.get_all_start_methods():
+        planner.counter.encoding  # load once, before forking, so workers share it
+        ctx = multiprocessing.get_context("fork")
+        return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(planner, None))
+    args = (planner.catalog, planner.region, planner.output)
+    return ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(None, args))
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _results(planner: Planner, blocks: Iterator[Block], file: str | None, keep_rows: bool, workers: int, pool) -> Iterator[tuple[Plan, list[PlannedRequest], int]]:
+    """Plans of each block, in file order. At most 2 blocks per worker are in
+    flight, so memory stays flat however large the file."""
+    if pool is None:
+        for block in blocks:
+            yield planner.plan_block(block, file, keep_rows)
+        return
+    pending: deque = deque()
+    for block in blocks:
+        pending.append(pool.submit(_plan_block_in_worker, block, file, keep_rows))
+        if len(pending) >= 2 * workers:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def plan_files(
+    paths: list[str],
+    *,
+    catalog: Catalog | None = None,
+    region: str = DEFAULT_REGION,
+    output: OutputAssumption | None = None,
+    workers: int | None = None,
+    on_request: Callable[[PlannedRequest], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    planner: Planner | None = None,
+) -> BatchPlan:
+    """Plan several batch files into one combined plan, plus one per file.
+
+    ``on_request`` receives every planned line in file order (for
+    ``--per-request``); ``on_progress`` receives bytes as they are planned.
+    Raises InputError for a file that cannot be read.
+    """
+    planner = planner or Planner(catalog, region, output)
+    workers = default_workers() if workers is None else max(1, workers)
+    handles = [open_input(p) for p in paths]  # fail on any bad path before work starts
+    total_bytes = sum(os.fstat(h.fileno()).st_size for h in handles)
+    pool = _pool(workers, planner) if workers > 1 and total_bytes >= PARALLEL_MIN_BYTES else None
+    files: dict[str, Plan] = {}
+    try:
+        for path, handle in zip(paths, handles):
+            with handle:
+                name = os.fspath(path) if len(paths) > 1 else None
+                plan = Plan()
+                blocks = read_blocks(handle, name=os.fspath(path))
+                for part, rows, size in _results(planner, blocks, name, on_request is not None, workers, pool):
+                    plan = plan.merge(part)
+                    if on_request is not None:
+                        for row in rows:
+                            on_request(row)
+                    if on_progress is not None:
+                        on_progress(size)
+                files[os.fspath(path)] = plan
+    finally:
+        for handle in handles:
+            handle.close()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    combined = Plan()
+    for plan in files.values():
+        combined = combined.merge(plan)
+    return BatchPlan(
+        plan=combined,
+        files=files,
+        region=planner.region,
+        currency=planner.catalog.currency(planner.region),
+        output=planner.output,
+        batch_price_factor=planner.batch_factor,
+        catalog_sources=planner.catalog.raw.get("sources", {}),
+    )
+
+
+def plan_file(path: str, **options) -> BatchPlan:
+    """Plan one batch file. See ``plan_files`` for the options."""
+    return plan_files([path], **options)
+
+
+def count_prompt_tokens(body: dict, url: str = "/v1/chat/completions", catalog: Catalog | None = None) -> int:
+    """The prompt tokens DashScope bills for one request body."""
+    catalog = catalog or default_catalog()
+    return _default_counter().prompt_tokens(body, url, catalog.template_for(body.get("model", "")))
+
+
+_COUNTER: TokenCounter | None = None
+
+
+def _default_counter() -> TokenCounter:
+    global _COUNTER
+    if _COUNTER is None:
+        _COUNTER = TokenCounter()
+    return _COUNTER
+
+
+__all__ = ["BatchPlan", "Planner", "plan_file", "plan_files", "count_prompt_tokens", "InputError"]

@@ -1,0 +1,55 @@
+"""Stage 4: price. The real-time and batch cost of one request, exactly.
+
+The tier is chosen by the request's own input tokens, and the whole request,
+input and output, is billed at that tier (not graduated). Batch bills both at
+``batch_price_factor`` (50%) of the real-time list price, with no cache or
+free-quota discount, so list prices are used on both sides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from .catalog import Model
+
+MILLION = Decimal(1_000_000)
+
+
+@dataclass(frozen=True)
+class Price:
+    tier: str | None  # tier label, None when no tier applies
+    realtime_cost: Decimal | None  # None: unknown, never zero
+    batch_cost: Decimal | None
+    unpriced_reason: str | None = None
+
+
+def price_request(
+    model: Model | None,
+    model_name: str,
+    region: str,
+    input_tokens: int,
+    output_tokens: int | None,
+    thinking: bool,
+    batch_factor: Decimal,
+) -> Price:
+    """Price one request. A missing price gives unknown costs and says why."""
+    if model is None:
+        return Price(None, None, None, f"{model_name} is not in the price catalog")
+    region_price = model.price(region)
+    if region_price is None:
+        return Price(None, None, None, f"{model_name} has no {region} price in the catalog")
+    tier = region_price.tier_for(input_tokens)
+    if tier is None:
+        return Price(None, None, None, f"{input_tokens} input tokens is past {model_name}'s largest price tier")
+    label = region_price.tier_label(tier)
+    output_price = tier.output_price(thinking)
+    if output_tokens is None:
+        return Price(label, None, None, "output tokens unknown")
+    if output_tokens and output_price is None:
+        return Price(label, None, None, f"{model_name} has no output price")
+    realtime = input_tokens * tier.input
+    if output_tokens:
+        realtime += output_tokens * output_price
+    realtime /= MILLION
+    return Price(label, realtime, realtime * batch_factor)

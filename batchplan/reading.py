@@ -1,0 +1,107 @@
+"""Stage 1: read lines. Stream a batch file in blocks of whole lines; never load it whole."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+BOM = b"\xef\xbb\xbf"
+BLOCK_BYTES = 4 * 1024 * 1024
+
+
+class InputError(Exception):
+    """A file that cannot be read at all. The message is one line and names it."""
+
+
+@dataclass(frozen=True)
+class Line:
+    number: int  # 1-based, counting blank lines too
+    raw: bytes  # without the line ending and the BOM
+
+
+@dataclass(frozen=True)
+class Block:
+    """Whole lines of a file, with the number of the first one. Blocks are what
+    workers receive, so they carry bytes, not parsed lines."""
+
+    first_number: int
+    data: bytes
+
+    def lines(self) -> Iterator[Line]:
+        """The non-blank lines, CRLF endings tolerated."""
+        number = self.first_number
+        for raw in self.data.split(b"\n"):
+            if raw.endswith(b"\r"):
+                raw = raw[:-1]
+            if raw and not raw.isspace():
+                yield Line(number, raw)
+            number += 1
+
+    @property
+    def line_count(self) -> int:
+        return self.data.count(b"\n") + (0 if self.data.endswith(b"\n") or not self.data else 1)
+
+
+def open_input(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open a batch file for reading, or raise InputError with a one-line reason."""
+    name = os.fspath(path)
+    if os.path.isdir(name):
+        raise InputError(f"{name}: is a directory, not a batch file")
+    try:
+        handle = open(name, "rb")
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{name}: is a directory, not a batch file") from None
+    except PermissionError:
+        raise InputError(f"{name}: permission denied") from None
+    except OSError as exc:
+        raise InputError(f"{name}: cannot open ({exc.strerror or exc})") from None
+    try:
+        head = handle.read(4)
+        handle.seek(0)
+    except OSError as exc:
+        handle.close()
+        raise InputError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        handle.close()
+        raise InputError(f"{name}: is UTF-16 or UTF-32, not UTF-8; re-encode it as UTF-8")
+    return handle
+
+
+def read_blocks(handle: BinaryIO, block_bytes: int = BLOCK_BYTES, name: str = "input") -> Iterator[Block]:
+    """Blocks of about ``block_bytes`` of whole lines, in order. A UTF-8 BOM at
+    the start of the file is dropped. Memory stays at about one block."""
+    number = 1
+    pending = b""
+    first = True
+    while True:
+        try:
+            data = handle.read(block_bytes)
+        except OSError as exc:
+            raise InputError(f"{name}: read failed ({exc.strerror or exc})") from None
+        if first:
+            first = False
+            if data.startswith(BOM):
+                data = data[len(BOM):]
+        if not data:
+            if pending:
+                yield Block(number, pending)
+            return
+        data = pending + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            pending = data  # a line longer than a block: keep reading
+            continue
+        block = Block(number, data[: cut + 1])
+        pending = data[cut + 1:]
+        number += block.line_count
+        yield block
+
+
+def read_lines(path: str | os.PathLike[str]) -> Iterator[Line]:
+    """The non-blank lines of the file at ``path``, streamed."""
+    with open_input(path) as handle:
+        for block in read_blocks(handle, name=os.fspath(path)):
+            yield from block.lines()
