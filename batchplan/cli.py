@@ -85,13 +85,14 @@ def output_assumption(output_tokens, output_ratio, calibrate):
             raise click.BadParameter("must be zero or more", param_hint="--output-ratio")
         return OutputAssumption(RATIO, ratio=ratio)
     if calibrate is not None:
-        from .reconcile import CalibrationError, calibrate_from_output
+        from .reconcile import CalibrationError, calibration_source, calibration_stats
 
         try:
-            per_model = calibrate_from_output(calibrate)
+            stats = calibration_stats(calibrate)  # one read gives the mean and the p95
         except CalibrationError as exc:
             raise Fail(str(exc)) from None
-        return OutputAssumption(CALIBRATED, per_model=per_model, source=calibrate)
+        per_model = {model: s["mean"] for model, s in stats.items()}
+        return OutputAssumption(CALIBRATED, per_model=per_model, source=calibration_source(calibrate, stats))
     return OutputAssumption()
 
 
@@ -234,3 +235,8 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("batchplan: interrupted", err=True)
         sys.exit(130)
+
+
+# The Batch API commands live beside this module; importing them registers
+# them on the group. They import their heavy dependencies (openai) lazily.
+from . import cli_batch, cli_files, cli_reconcile  # noqa: E402,F401

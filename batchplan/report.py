@@ -17,10 +17,13 @@ PER_REQUEST_FIELDS = ("line", "custom_id", "model", "tier", "input_tokens", "out
 MAX_ERRORS_SHOWN = 20
 
 
-def money(amount: Decimal | None, places: int = 4) -> str:
-    """A cost for display: rounded half-up, or 'unknown'."""
+def money(amount: Decimal | None, places: int | None = None) -> str:
+    """A cost for display: rounded half-up (more places for small amounts, so
+    a cheap job does not show as 0.00), or 'unknown'."""
     if amount is None:
         return "unknown"
+    if places is None:
+        places = 6 if abs(amount) < 1 else 4 if abs(amount) < 100 else 2
     return f"{amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP):,}"
 
 
@@ -52,21 +55,25 @@ def warnings(result: BatchPlan) -> list[dict[str, Any]]:
             "count": plan.invalid,
             "lines": [e.line for e in plan.errors],
         })
-    if plan.mixed_models:
-        names = ", ".join(f"{m} ({n})" for m, n in sorted(plan.models.items()))
-        out.append({
-            "kind": "mixed_models",
-            "message": f"the file mixes models: {names}; the Batch API takes one model per file (batchplan split separates them)",
-            "count": len(plan.models),
-            "lines": [],
-        })
-    if len(plan.thinking_modes) > 1:
-        out.append({
-            "kind": "mixed_thinking",
-            "message": "the file mixes thinking and non-thinking requests; the Batch API takes one thinking mode per file",
-            "count": plan.thinking_modes[True],
-            "lines": [],
-        })
+    # The Batch API takes one model and one thinking mode per file, so these
+    # are checked file by file, not over the combined plan.
+    for path, file_plan in result.files.items():
+        where = f"{path} mixes" if len(result.files) > 1 else "the file mixes"
+        if file_plan.mixed_models:
+            names = ", ".join(f"{m} ({n})" for m, n in sorted(file_plan.models.items()))
+            out.append({
+                "kind": "mixed_models",
+                "message": f"{where} models: {names}; the Batch API takes one model per file (batchplan split separates them)",
+                "count": len(file_plan.models),
+                "lines": [],
+            })
+        if len(file_plan.thinking_modes) > 1:
+            out.append({
+                "kind": "mixed_thinking",
+                "message": f"{where} thinking and non-thinking requests; the Batch API takes one thinking mode per file",
+                "count": file_plan.thinking_modes[True],
+                "lines": [],
+            })
     for kind, text in agg.WARNING_TEXT.items():
         w = plan.warnings.get(kind)
         if w:
@@ -102,6 +109,8 @@ def table(result: BatchPlan) -> str:
         f"Batch is billed at {result.batch_price_factor:.0%} of the real-time list price on input and output; "
         "no context-cache or free-quota discount applies to batch, so both sides use list prices."
     )
+    if any(thinking for _, _, thinking in plan.rows):
+        lines.append("[thinking] rows are priced at the model's thinking output price where it has one.")
     if total.realtime_cost is None:
         lines.append("Some costs are unknown: see the unpriced warning. Totals are unknown, never counted as zero.")
     if result.sample is not None:

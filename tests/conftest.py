@@ -1,0 +1,40 @@
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SAMPLES = Path(__file__).parent.parent / "samples"
+
+
+def line(custom_id="1", model="qwen-plus", messages=None, url="/v1/chat/completions", **body):
+    """One batch-file line as a JSON string."""
+    if messages is None and url != "/v1/embeddings":
+        messages = [{"role": "user", "content": "Hello!"}]
+    payload = {"model": model, **({"messages": messages} if messages is not None else {}), **body}
+    return json.dumps({"custom_id": custom_id, "method": "POST", "url": url, "body": payload}, ensure_ascii=False)
+
+
+@pytest.fixture
+def write_batch(tmp_path):
+    """Write lines (strings or bytes) to a batch file and return its path."""
+
+    def write(lines, name="batch.jsonl", ending="\n"):
+        path = tmp_path / name
+        data = b"".join((l if isinstance(l, bytes) else l.encode("utf-8")) + ending.encode() for l in lines)
+        path.write_bytes(data)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def run():
+    """Run the batchplan CLI in-process; returns click's Result (stdout, stderr apart)."""
+    from batchplan.cli import cli
+
+    def invoke(*args, **kwargs):
+        return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False, **kwargs)
+
+    return invoke
