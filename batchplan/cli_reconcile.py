@@ -57,10 +57,12 @@ def reconcile(input_file, output_file, errors_file, region, prices_file, output_
     catalog = load_catalog_or_fail(prices_file)
     assumption = output_assumption(output_tokens, output_ratio, None)
     if retry_path:
+        if os.path.exists(retry_path):
+            # Not even --force may replace the files being read.
+            for given in (input_file, output_file, errors_file):
+                if given and os.path.exists(given) and os.path.samefile(given, retry_path):
+                    raise Fail(f"{retry_path}: is one of the files being reconciled; choose another --retry path")
         refuse_overwrite(retry_path, force)
-        for given in (input_file, output_file, errors_file):
-            if given and os.path.exists(given) and os.path.samefile(given, retry_path):
-                raise Fail(f"{retry_path}: is one of the files being reconciled; choose another --retry path")
     size = os.path.getsize(input_file) if os.path.isfile(input_file) else 0
     try:
         with progress_bar(size, quiet, "planning") as bar:
