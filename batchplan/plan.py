@@ -110,6 +110,21 @@ class Planner:
         if not request.is_embedding and media_parts(body):
             plan.warn(agg.MEDIA_NOT_COUNTED, line)
 
+    def batch_plan(self, files: dict[str, Plan]) -> BatchPlan:
+        """Per-file plans made by this planner, wrapped as one ``BatchPlan``."""
+        combined = Plan()
+        for plan in files.values():
+            combined = combined.merge(plan)
+        return BatchPlan(
+            plan=combined,
+            files=files,
+            region=self.region,
+            currency=self.catalog.currency(self.region),
+            output=self.output,
+            batch_price_factor=self.batch_factor,
+            catalog_sources=self.catalog.raw.get("sources", {}),
+        )
+
     def plan_line(self, line: Line, plan: Plan, file: str | None = None) -> PlannedRequest:
         parsed = parse_line(line)
         if isinstance(parsed, LineError):
@@ -227,18 +242,7 @@ def plan_files(
             handle.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    combined = Plan()
-    for plan in files.values():
-        combined = combined.merge(plan)
-    return BatchPlan(
-        plan=combined,
-        files=files,
-        region=planner.region,
-        currency=planner.catalog.currency(planner.region),
-        output=planner.output,
-        batch_price_factor=planner.batch_factor,
-        catalog_sources=planner.catalog.raw.get("sources", {}),
-    )
+    return planner.batch_plan(files)
 
 
 def plan_file(path: str, **options) -> BatchPlan:
