@@ -1,5 +1,685 @@
-"""Commands registered on the batchplan CLI group (see cli.py)."""
+"""Commands that talk to the Batch API: submit, status, list, wait, cancel, download.
+
+They parse arguments and render results. The calls, the idempotent create
+and crash recovery live in ``batch_api``; the local record in ``ledger``;
+the file rules in ``batch_rules``.
+
+Connection, for every command: ``--base-url`` beats ``$DASHSCOPE_BASE_URL``,
+which beats ``--region``'s documented URL. Commands other than submit, given
+a batch the ledger knows and no region, use the URL it was submitted to. The
+key comes only from ``$DASHSCOPE_API_KEY`` and is never printed or stored.
+"""
 
 from __future__ import annotations
 
-from .cli import cli  # noqa: F401
+import contextlib
+import json
+import os
+import sys
+import time
+
+import click
+
+from .cli import EXIT_INVALID_LINES, EXIT_OK, EXIT_USAGE, Fail, cli, load_catalog_or_fail, progress_bar
+
+EXIT_BATCH_FAILED = 1  # wait: the batch failed, expired or was cancelled
+EXIT_STILL_RUNNING = 3  # wait: --timeout passed before the batch ended
+SHOW_VIOLATIONS = 20
+SHOW_ERRORS = 50
+
+
+def _connection_options(f):
+    f = click.option("--max-retries", type=click.IntRange(0, 10), default=2, show_default=True,
+                     help="Retries of a call answered with 429/5xx or cut off. A batch create is never "
+                          "retried blindly: a lost answer is looked up first.")(f)
+    f = click.option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
+                     show_default=True, metavar="SECONDS", help="How long to wait for each call's answer.")(f)
+    f = click.option("--base-url", default=None, metavar="URL",
+                     help="API base URL; overrides $DASHSCOPE_BASE_URL and --region.")(f)
+    return f
+
+
+def _region_option(default_help: str):
+    return click.option("--region", type=click.Choice(["intl", "cn"]), default=None,
+                        help=f"intl (Singapore) or cn (Beijing): picks the documented base URL. {default_help}")
+
+
+@contextlib.contextmanager
+def _failures():
+    """Service, connection and ledger errors as one line and exit 2."""
+    from .batch_api import BatchAPIError
+    from .ledger import LedgerError
+
+    try:
+        yield
+    except (BatchAPIError, LedgerError) as exc:
+        raise Fail(str(exc), EXIT_USAGE) from None
+    except OSError as exc:
+        raise Fail(f"{exc.filename or ''}: {exc.strerror or exc}", EXIT_USAGE) from None
+
+
+def _connect(region, base_url, timeout, retries, fallback_base_url=None):
+    from .batch_api import BatchAPIError, BatchClient, is_plain_http_remote, resolve_connection
+
+    try:
+        conn = resolve_connection(region, base_url, fallback_base_url=fallback_base_url)
+    except BatchAPIError as exc:
+        raise Fail(str(exc), EXIT_USAGE) from None
+    _warn_plain_http(conn.base_url, is_plain_http_remote)
+    return BatchClient(conn.api_key, conn.base_url, timeout=timeout, max_retries=retries)
+
+
+def _warn_plain_http(base_url, is_plain_http_remote) -> None:
+    if is_plain_http_remote(base_url):
+        click.echo("batchplan: warning: the base URL is plain http; the API key would travel unencrypted", err=True)
+
+
+def _ledger():
+    from .ledger import Ledger
+
+    return Ledger()
+
+
+# -- submit ---------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("file", metavar="FILE")
+@_region_option("Also the price region. [default: intl]")
+@_connection_options
+@click.option("--window", default="24h", show_default=True,
+              help="completion_window: 24h to 336h, or 1d to 14d.")
+@click.option("--name", default=None, help="Batch name (metadata ds_name, at most 100 characters).")
+@click.option("--description", default=None, help="Batch description (metadata ds_description, at most 200 characters).")
+@click.option("--max-cost", default=None, metavar="AMOUNT",
+              help="Refuse when the worst-case batch cost is over AMOUNT (in the region's currency), "
+                   "or cannot be known.")
+@click.option("--prices", "prices_file", type=click.Path(dir_okay=False), default=None,
+              help="Your own catalog JSON, merged over the shipped one.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
+@click.option("--dry-run", is_flag=True, help="Validate, plan and check everything, but upload nothing.")
+@click.option("--test", "test_run", is_flag=True,
+              help="Submit a copy for the free batch-test-model on /v1/chat/ds-test: a format check "
+                   "(at most 100 lines and 1 MB).")
+@click.option("--force", is_flag=True, help="Submit even though the same content was submitted before.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no warnings on stderr.")
+def submit(file, region, base_url, request_timeout, max_retries, window, name, description, max_cost, prices_file,
+           yes, dry_run, test_run, force, quiet):
+    """Validate FILE, show its cost, then upload it and create a batch.
+
+    FILE is checked against the Batch API's rules (as `batchplan validate`)
+    and planned (as `batchplan compare`, at the worst case: every request
+    writing its max output). Only then is it uploaded (files.create,
+    purpose=batch) and the batch created on the file's url.
+
+    Every step is recorded in the ledger ($BATCHPLAN_HOME, else the user data
+    directory) before it is taken. If a submit is interrupted (crash, lost
+    answer), running the same command again finds the batch it made, or
+    finishes the submission, without creating a second batch. Content already
+    submitted is refused, naming the earlier batch, unless --force.
+
+    \b
+    Exit codes:
+      0  submitted, recovered, or (--dry-run) ready to submit
+      1  refused: the file breaks a rule, the cost is over --max-cost or
+         unknown under it, the content was submitted before, or you said no
+      2  usage error, missing API key, no terminal without --yes, or the
+         service or connection failed (run the command again to recover)
+    """
+    from decimal import Decimal, InvalidOperation
+
+    from .batch_api import batch_metadata, parse_window
+    from .report import money
+
+    try:
+        window = parse_window(window)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--window") from None
+    try:
+        metadata = batch_metadata(name, description)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    budget = None
+    if max_cost is not None:
+        try:
+            budget = Decimal(max_cost)
+        except InvalidOperation:
+            raise click.BadParameter(f"{max_cost!r} is not an amount", param_hint="--max-cost") from None
+        if not budget.is_finite() or budget < 0:
+            raise click.BadParameter("must be an amount of zero or more", param_hint="--max-cost")
+
+    from .batch_api import BatchAPIError, is_plain_http_remote, resolve_connection
+
+    price_region = region or "intl"
+    try:
+        # The key is checked before the (possibly long) planning, not in a dry run.
+        conn = resolve_connection(price_region, base_url, require_key=not dry_run)
+    except BatchAPIError as exc:
+        raise Fail(str(exc), EXIT_USAGE) from None
+    catalog = load_catalog_or_fail(prices_file)
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="batchplan-") as scratch:
+        check = _check(file, catalog, price_region, quiet)
+        click.echo(_plan_table(check))
+        if not quiet:
+            for line in _plan_warnings(check):
+                click.echo(line, err=True)
+        _refuse_violations(check, "not submitted")
+
+        upload_path, submitted = file, check
+        limits = catalog.batch_limits
+        if test_run:
+            upload_path = os.path.join(scratch, os.path.basename(file) + ".test.jsonl")
+            _write_test_copy(file, upload_path, limits)
+            submitted = _check(upload_path, catalog, price_region, True)
+            _refuse_violations(submitted, f"--test: the copy for {limits.test_model} breaks a rule; not submitted",
+                               shown_as=f"{file} (test copy)")
+            click.echo(f"--test: submitting a copy for {limits.test_model} on {limits.test_url} "
+                       f"({submitted.requests:,} requests, free)")
+
+        total = submitted.plan.plan.total()
+        currency = submitted.plan.currency
+        cost_text = f"{money(total.batch_cost)} {currency}" if total.batch_cost is not None else "unknown"
+        if budget is not None:
+            if total.batch_cost is None:
+                unpriced = sorted({m for (m, _, _), row in submitted.plan.plan.rows.items() if row.batch_cost is None})
+                raise Fail(f"the batch cost is unknown (no {price_region} price for {', '.join(unpriced)}), so "
+                           f"--max-cost {budget} cannot be checked; not submitted", EXIT_INVALID_LINES)
+            if total.batch_cost > budget:
+                raise Fail(f"the worst-case batch cost {cost_text} is over --max-cost {budget}; not submitted "
+                           "(batchplan compare --output-tokens N shows an expected cost)", EXIT_INVALID_LINES)
+            click.echo(f"within budget: worst-case batch cost {cost_text} <= --max-cost {budget}")
+
+        from .ledger import LedgerError, estimate_of, sha256_file
+
+        with _failures():
+            digest = sha256_file(upload_path)
+            ledger = _ledger()
+            earlier = ledger.created_for(digest)
+            pending = ledger.pending_for(digest, conn.base_url)
+            elsewhere = [e for e in ledger.pending_for(digest) if e.base_url != conn.base_url]
+        duplicate = None
+        if earlier is not None and not force:
+            duplicate = (f"{file}: this content was already submitted as {earlier.batch_id} at {earlier.when} "
+                         f"({earlier.region}, {earlier.base_url}); pass --force to submit it again")
+            if not pending:
+                raise Fail(duplicate, EXIT_INVALID_LINES)
+        for other in elsewhere:
+            click.echo(f"batchplan: note: an interrupted submission of this content to {other.base_url} "
+                       f"({other.when}) is pending; submit with --base-url {other.base_url} to recover it", err=True)
+        resume = pending[0] if pending else None
+        if resume is not None and resume.in_flight_elsewhere():
+            raise Fail(f"{file}: process {resume.pid} is submitting this content right now; "
+                       "let it finish, then check with batchplan status", EXIT_USAGE)
+
+        endpoint = submitted.url
+        what = f"{submitted.requests:,} requests to {conn.base_url} ({endpoint}, window {window})"
+        if dry_run:
+            if resume is not None:
+                click.echo(f"dry run: would resume the interrupted submission of {resume.when} "
+                           f"({resume.state}{', input file ' + resume.input_file_id if resume.input_file_id else ''})")
+            click.echo(f"dry run: would upload {upload_path} ({submitted.bytes:,} bytes, sha256 {digest}) and "
+                       f"submit {what}; worst-case batch cost {cost_text}; nothing was sent")
+            sys.exit(EXIT_OK)
+
+        if not yes:
+            if not sys.stdin.isatty():
+                raise Fail("no terminal to ask for confirmation; pass --yes to submit", EXIT_USAGE)
+            if not click.confirm(f"Submit {what}, worst-case batch cost {cost_text}?", default=False, err=True):
+                raise Fail("not submitted", EXIT_INVALID_LINES)
+
+        _warn_plain_http(conn.base_url, is_plain_http_remote)
+        estimate = estimate_of(submitted.plan)
+        from .batch_api import BatchClient
+        from .batch_api import submit as run_submission
+
+        with _failures():
+            if resume is not None:
+                entry = ledger.resume(resume.token, path=file, window=window, metadata=metadata, estimate=estimate)
+                click.echo(f"resuming the interrupted submission of {entry.when} ({entry.state})", err=True)
+            else:
+                entry = ledger.begin(sha256=digest, path=file, region=price_region, base_url=conn.base_url,
+                                     endpoint=endpoint, window=window, metadata=metadata, estimate=estimate,
+                                     test=test_run)
+        notify = (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
+        try:
+            with BatchClient(conn.api_key, conn.base_url, timeout=request_timeout, max_retries=max_retries) as client:
+                # Content already submitted: an interrupted run may still own a
+                # batch, so look it up, but create nothing new without --force.
+                done = run_submission(client, ledger, entry, upload_path, notify=notify, create=duplicate is None)
+        except LedgerError as exc:
+            raise Fail(f"{exc}; once it is writable, run the same command again: it finds any batch this run "
+                       "made instead of creating another", EXIT_USAGE) from None
+        except OSError as exc:
+            raise Fail(f"{exc.filename or upload_path}: {exc.strerror or exc}", EXIT_USAGE) from None
+        except BatchAPIError as exc:
+            state = ledger.get(entry.token).state
+            hint = ("; the submission is recorded: run the same command again to finish it "
+                    "(it will not create a second batch)") if state in ("intent", "uploaded") else ""
+            raise Fail(f"{exc.message}{hint}", EXIT_USAGE) from None
+        finally:
+            ledger.close()
+
+    if done is None:
+        raise Fail(duplicate, EXIT_INVALID_LINES)
+    batch = done.batch
+    if done.how == "recovered":
+        click.echo(f"recovered: {batch['id']} ({batch.get('status')}), created by the interrupted submission "
+                   f"of {done.entry.when}; no new batch was created")
+    elif done.how == "found":
+        click.echo(f"submitted: {batch['id']} ({batch.get('status')}); the answer to the create was lost, "
+                   "and the batch was found on the service")
+    else:
+        click.echo(f"submitted: {batch['id']} ({batch.get('status')})")
+    click.echo(f"  input file: {done.entry.input_file_id}; endpoint {done.entry.endpoint}; window {done.entry.window}")
+    click.echo(f"  worst-case batch cost: {cost_text}; ledger: {ledger.path}")
+    click.echo(f"next: batchplan wait {batch['id']}")
+    sys.exit(EXIT_OK)
+
+
+def _check(path, catalog, region, quiet):
+    from .batch_rules import check_file
+    from .output import OutputAssumption
+    from .reading import InputError
+
+    try:
+        size = os.path.getsize(path) if os.path.isfile(path) else 0
+    except OSError:
+        size = 0
+    try:
+        with progress_bar(size, quiet, "validating") as bar:
+            # The worst case, whatever else is wanted: it is what a budget guards.
+            return check_file(path, catalog=catalog, region=region, output=OutputAssumption(), on_progress=bar.update)
+    except InputError as exc:
+        raise Fail(str(exc)) from None
+    except OSError as exc:
+        raise Fail(f"{path}: {exc.strerror or exc}") from None
+
+
+def _plan_table(check) -> str:
+    from .report import table
+
+    return table(check.plan)
+
+
+def _plan_warnings(check) -> list[str]:
+    from .report import warning_lines, warnings
+
+    # Invalid lines and mixed models or thinking modes print as violations.
+    shown_as_violations = tuple(f"warning: {w['message']}" for w in warnings(check.plan)
+                                if w["kind"] in ("mixed_models", "mixed_thinking"))
+    return [line for line in warning_lines(check.plan)
+            if not line.startswith(("invalid line:", *shown_as_violations))]
+
+
+def _refuse_violations(check, reason: str, shown_as: str | None = None) -> None:
+    if check.ok:
+        return
+    name = shown_as or check.path
+    for v in check.violations[:SHOW_VIOLATIONS]:
+        where = f"{name}:{v.line}" if v.line is not None else name
+        click.echo(f"{where}: {v.rule}: {v.message}", err=True)
+    total = sum(check.violation_counts.values()) or len(check.violations)
+    if total > SHOW_VIOLATIONS:
+        click.echo(f"... and {total - SHOW_VIOLATIONS:,} more (batchplan validate lists them)", err=True)
+    raise Fail(f"{name}: {total:,} problem(s) the Batch API would reject; {reason}", EXIT_INVALID_LINES)
+
+
+def _write_test_copy(src, dest, limits) -> None:
+    from .batch_api import write_test_copy
+    from .reading import InputError
+
+    try:
+        write_test_copy(src, dest, limits.test_model, limits.test_url)
+    except InputError as exc:
+        raise Fail(str(exc)) from None
+    except OSError as exc:
+        raise Fail(f"{exc.filename or dest}: {exc.strerror or exc}") from None
+
+
+# -- status / list / wait / cancel / download ----------------------------------------
+
+def _target(batch_id, region, base_url, timeout, retries):
+    """The batch id (the ledger's latest when none is given), its ledger entry and a client."""
+    with _failures():
+        ledger = _ledger()
+        try:
+            if batch_id is None:
+                entry = ledger.latest()
+                if entry is None:
+                    raise Fail(f"no batch in the ledger ({ledger.path}); pass a BATCH_ID", EXIT_USAGE)
+                batch_id = entry.batch_id
+            else:
+                entry = ledger.find_batch(batch_id)
+        finally:
+            ledger.close()
+    client = _connect(region, base_url, timeout, retries, fallback_base_url=entry.base_url if entry else None)
+    return batch_id, entry, client
+
+
+def _remember(batch) -> None:
+    """Keep the last status seen in the ledger (best effort: a read-only home is fine)."""
+    from .ledger import LedgerError
+
+    ledger = _ledger()
+    try:
+        ledger.set_status(batch["id"], batch.get("status"))
+    except LedgerError:
+        pass
+    finally:
+        ledger.close()
+
+
+def _ts(value) -> str:
+    from .ledger import iso
+
+    return iso(value) if value else "-"
+
+
+def describe(batch, entry=None) -> list[str]:
+    """A batch for people: status, counts, times, files, and validation errors by line."""
+    counts = batch.get("request_counts") or {}
+    out = [f"{batch.get('id')}: {batch.get('status')}"]
+    out.append(f"  endpoint {batch.get('endpoint')}, window {batch.get('completion_window')}")
+    out.append(f"  requests: {counts.get('total', 0):,} total, {counts.get('completed', 0):,} completed, "
+               f"{counts.get('failed', 0):,} failed")
+    times = [(label, batch.get(key)) for label, key in (
+        ("created", "created_at"), ("in progress", "in_progress_at"), ("finalizing", "finalizing_at"),
+        ("completed", "completed_at"), ("failed", "failed_at"), ("expired", "expired_at"),
+        ("cancelling", "cancelling_at"), ("cancelled", "cancelled_at"), ("expires", "expires_at"))]
+    out.append("  " + "; ".join(f"{label} {_ts(value)}" for label, value in times if value))
+    out.append(f"  input file: {batch.get('input_file_id')}")
+    if batch.get("output_file_id"):
+        out.append(f"  output file: {batch['output_file_id']}")
+    if batch.get("error_file_id"):
+        out.append(f"  error file: {batch['error_file_id']}")
+    meta = batch.get("metadata") or {}
+    if meta.get("ds_name"):
+        out.append(f"  name: {meta['ds_name']}")
+    if meta.get("ds_description"):
+        out.append(f"  description: {meta['ds_description']}")
+    if entry is not None:
+        est = entry.estimate or {}
+        cost_text = _cost(est)
+        out.append(f"  submitted from {entry.path} at {entry.when}{' (--test)' if entry.test else ''}; "
+                   f"estimated batch cost {cost_text}{' (worst case)' if est.get('upper_bound') else ''}")
+    out.extend(error_lines(batch))
+    return out
+
+
+def error_lines(batch) -> list[str]:
+    """The service's validation errors (errors.data), one per line: ``line N: code: message``."""
+    errors = (batch.get("errors") or {}).get("data") or []
+    out = []
+    for err in errors[:SHOW_ERRORS]:
+        where = f"line {err['line']}" if err.get("line") is not None else "file"
+        out.append(f"  {where}: {err.get('code')}: {err.get('message')}")
+    if len(errors) > SHOW_ERRORS:
+        out.append(f"  ... and {len(errors) - SHOW_ERRORS:,} more (batchplan status --json lists them)")
+    if out:
+        out.insert(0, "errors:")
+    return out
+
+
+@cli.command()
+@click.argument("batch_id", required=False)
+@_region_option("[default: the ledger's, else intl]")
+@_connection_options
+@click.option("--json", "as_json", is_flag=True, help="Print the batch object as the service sent it.")
+def status(batch_id, region, base_url, request_timeout, max_retries, as_json):
+    """Show one batch: status, request counts, times, files, errors.
+
+    Without BATCH_ID, the latest batch in the ledger. When the service
+    failed the file's validation, its errors are listed by line.
+
+    \b
+    Exit codes:
+      0  the batch was retrieved, whatever its status (wait exits by outcome)
+      2  usage error, or the service or connection failed
+    """
+    batch_id, entry, client = _target(batch_id, region, base_url, request_timeout, max_retries)
+    with _failures(), client:
+        batch = client.retrieve(batch_id)
+    _remember(batch)
+    if as_json:
+        click.echo(json.dumps(batch, ensure_ascii=False, indent=2))
+    else:
+        click.echo("\n".join(describe(batch, entry)))
+
+
+@cli.command("list")
+@_region_option("[default: intl]")
+@_connection_options
+@click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True, help="Batches per page.")
+@click.option("--after", default=None, metavar="BATCH_ID", help="The page after this batch.")
+@click.option("--status", "status_filter", default=None, help="Only batches with this status.")
+@click.option("--local", is_flag=True, help="List the ledger's submissions instead (no network).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: the service's page, or the ledger's entries.")
+def list_batches(region, base_url, request_timeout, max_retries, limit, after, status_filter, local, as_json):
+    """List batches, newest first (the service keeps 30 days).
+
+    The file each batch was submitted from is shown when the ledger knows it.
+    --local lists the ledger instead, with interrupted submissions.
+    """
+    from tabulate import tabulate
+
+    if local:
+        with _failures():
+            ledger = _ledger()
+            entries = ledger.entries(limit)
+            ledger.close()
+        if as_json:
+            click.echo(json.dumps([_entry_doc(e) for e in entries], ensure_ascii=False, indent=2))
+            return
+        rows = [[e.when, e.state, e.batch_id or "-", e.status or "-", e.path, e.region,
+                 _cost(e.estimate)] for e in entries]
+        click.echo(tabulate(rows, ["submitted", "state", "batch", "last status", "file", "region", "batch cost (est.)"],
+                            tablefmt="simple", disable_numparse=True) if rows else "the ledger is empty")
+        return
+    client = _connect(region, base_url, request_timeout, max_retries)
+    with _failures(), client:
+        page = client.list(limit=limit, after=after, status=status_filter)
+    if as_json:
+        click.echo(json.dumps(page, ensure_ascii=False, indent=2))
+        return
+    with _failures():
+        ledger = _ledger()
+        known = {b["id"]: ledger.find_batch(b["id"]) for b in page["data"]}
+        ledger.close()
+    rows = []
+    for b in page["data"]:
+        counts = b.get("request_counts") or {}
+        entry = known.get(b["id"])
+        rows.append([b["id"], b.get("status"), _ts(b.get("created_at")),
+                     f"{counts.get('completed', 0):,}/{counts.get('total', 0):,}", f"{counts.get('failed', 0):,}",
+                     (b.get("metadata") or {}).get("ds_name") or "", entry.path if entry else ""])
+    if not rows:
+        click.echo("no batches")
+        return
+    click.echo(tabulate(rows, ["batch", "status", "created", "done/total", "failed", "name", "file"],
+                        tablefmt="simple", disable_numparse=True))
+    if page.get("has_more"):
+        click.echo(f"more: batchplan list --after {page.get('last_id') or page['data'][-1]['id']}")
+
+
+def _cost(estimate) -> str:
+    """A ledger estimate's batch cost for display."""
+    from decimal import Decimal
+
+    from .report import money
+
+    if not estimate:
+        return "-"
+    cost = estimate.get("batch_cost")
+    return f"{money(Decimal(cost))} {estimate.get('currency', '')}".strip() if cost is not None else "unknown"
+
+
+def _entry_doc(entry) -> dict:
+    from dataclasses import asdict
+
+    from .ledger import iso
+
+    doc = asdict(entry)
+    doc["started"] = iso(entry.started)
+    doc["updated"] = iso(entry.updated)
+    doc.pop("pid", None)
+    doc.pop("host", None)
+    return doc
+
+
+@cli.command()
+@click.argument("batch_id", required=False)
+@_region_option("[default: the ledger's, else intl]")
+@_connection_options
+@click.option("--interval", type=click.FloatRange(min=0), default=5.0, show_default=True, metavar="SECONDS",
+              help="First wait between polls; it grows 1.5x while nothing changes.")
+@click.option("--max-interval", type=click.FloatRange(min=0), default=60.0, show_default=True, metavar="SECONDS",
+              help="Longest wait between polls.")
+@click.option("--timeout", "wait_timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Give up after this long (exit 3); the batch keeps running.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no status changes on stderr.")
+def wait(batch_id, region, base_url, request_timeout, max_retries, interval, max_interval, wait_timeout, quiet):
+    """Poll a batch until it ends, with a progress bar over its requests.
+
+    Without BATCH_ID, the latest batch in the ledger.
+
+    \b
+    Exit codes:
+      0  completed (some requests may have failed: see the error file)
+      1  failed, expired or cancelled
+      2  usage error, or the service or connection failed
+      3  --timeout passed first; the batch is still running
+    """
+    from tqdm import tqdm
+
+    from .batch_api import TERMINAL_STATUSES
+
+    batch_id, entry, client = _target(batch_id, region, base_url, request_timeout, max_retries)
+    start = time.monotonic()
+    delay = interval
+    seen = None
+    bar = tqdm(total=0, unit="req", desc=batch_id[:18], file=sys.stderr, leave=False,
+               disable=quiet or not sys.stderr.isatty())
+    try:
+        with _failures(), client:
+            while True:
+                batch = client.retrieve(batch_id)
+                status_now = batch.get("status")
+                counts = batch.get("request_counts") or {}
+                done = (counts.get("completed") or 0) + (counts.get("failed") or 0)
+                if counts.get("total"):
+                    bar.total = counts["total"]
+                bar.n = done
+                bar.set_postfix_str(status_now, refresh=True)
+                now = (status_now, done)
+                if now != seen:
+                    if not quiet and (seen is None or status_now != seen[0]):
+                        bar.write(f"{batch_id}: {status_now}", file=sys.stderr)
+                    seen, delay = now, interval  # progress: poll at the first pace again
+                elif seen is not None:
+                    delay = min(max_interval, delay * 1.5)
+                if status_now in TERMINAL_STATUSES:
+                    break
+                if wait_timeout is not None and time.monotonic() - start + delay > wait_timeout:
+                    _remember(batch)
+                    raise Fail(f"{batch_id} is still {status_now} ({done:,}/{counts.get('total') or 0:,} requests "
+                               f"done) after --timeout {wait_timeout:g}s; it keeps running", EXIT_STILL_RUNNING)
+                time.sleep(delay)
+    finally:
+        bar.close()
+    _remember(batch)
+    click.echo("\n".join(describe(batch, entry)))
+    if status_now == "completed":
+        failed = counts.get("failed") or 0
+        if failed:
+            click.echo(f"{failed:,} request(s) failed: batchplan download {batch_id} fetches the error file")
+        sys.exit(EXIT_OK)
+    sys.exit(EXIT_BATCH_FAILED)
+
+
+@cli.command()
+@click.argument("batch_id")
+@_region_option("[default: the ledger's, else intl]")
+@_connection_options
+def cancel(batch_id, region, base_url, request_timeout, max_retries):
+    """Cancel a batch. Requests already done are billed and kept in its output."""
+    batch_id, entry, client = _target(batch_id, region, base_url, request_timeout, max_retries)
+    with _failures(), client:
+        batch = client.cancel(batch_id)
+    _remember(batch)
+    click.echo(f"{batch_id}: {batch.get('status')}")
+
+
+@cli.command()
+@click.argument("batch_id")
+@_region_option("[default: the ledger's, else intl]")
+@_connection_options
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=".", show_default=True, metavar="DIR",
+              help="Folder for the files (created if missing).")
+@click.option("--force", is_flag=True, help="Overwrite files downloaded before.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def download(batch_id, region, base_url, request_timeout, max_retries, out_dir, force, quiet):
+    """Fetch a batch's output file and error file into DIR.
+
+    They are written as BATCH_ID.output.jsonl and BATCH_ID.errors.jsonl,
+    each through a temporary file renamed into place, and never over an
+    existing file without --force. Results are not in input order: match
+    them by custom_id (batchplan reconcile does).
+
+    \b
+    Exit codes:
+      0  downloaded
+      1  the batch has no files: it failed validation (the errors are
+         listed), or it has not ended yet
+      2  usage error, a file exists (without --force), or the service or
+         connection failed
+    """
+    from .batch_api import TERMINAL_STATUSES
+
+    batch_id, entry, client = _target(batch_id, region, base_url, request_timeout, max_retries)
+    with _failures(), client:
+        batch = client.retrieve(batch_id)
+        _remember(batch)
+        wanted = [(kind, batch.get(key)) for kind, key in (("output", "output_file_id"), ("errors", "error_file_id"))
+                  if batch.get(key)]
+        if not wanted:
+            state = batch.get("status")
+            for line in error_lines(batch):
+                click.echo(line, err=True)
+            if state not in TERMINAL_STATUSES:
+                raise Fail(f"{batch_id} is still {state}: its files exist only when it ends "
+                           f"(batchplan wait {batch_id})", EXIT_INVALID_LINES)
+            raise Fail(f"{batch_id} ended {state} with no output or error file", EXIT_INVALID_LINES)
+        targets = [(kind, file_id, os.path.join(out_dir, f"{batch_id}.{kind}.jsonl")) for kind, file_id in wanted]
+        for _, _, path in targets:  # all refusals before any download
+            if os.path.isdir(path):
+                raise Fail(f"{path}: is a directory")
+            if os.path.exists(path) and not force:
+                raise Fail(f"{path}: already exists; pass --force to overwrite it")
+        try:
+            os.makedirs(out_dir, exist_ok=True)
+        except OSError as exc:
+            raise Fail(f"{out_dir}: {exc.strerror or exc}") from None
+        for kind, file_id, path in targets:
+            size = _download_atomic(client, file_id, path, quiet)
+            click.echo(f"{path}: {size:,} bytes ({kind}, {file_id})")
+
+
+def _download_atomic(client, file_id, path, quiet) -> int:
+    """Download into a temporary file beside ``path``, then rename it into place."""
+    import tempfile
+
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as handle, progress_bar(None, quiet, os.path.basename(path)) as bar:
+            size = client.download(file_id, handle, on_bytes=bar.update)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return size
