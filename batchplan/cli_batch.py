@@ -1,8 +1,10 @@
 """Commands that talk to the Batch API: submit, status, list, wait, cancel, download.
 
-They parse arguments and render results. The calls, the idempotent create
-and crash recovery live in ``batch_api``; the local record in ``ledger``;
-the file rules in ``batch_rules``.
+They parse arguments, call the library and render results. The budget guard
+and what to do with content submitted before live in ``submission``; the
+calls, the idempotent create and crash recovery in ``batch_api``; the local
+record in ``ledger``; the file rules in ``batch_rules``; the text in
+``batch_report``.
 
 Connection, for every command: ``--base-url`` beats ``$DASHSCOPE_BASE_URL``,
 which beats ``--region``'s documented URL. Commands other than submit, given
@@ -24,24 +26,25 @@ from .cli import EXIT_INVALID_LINES, EXIT_OK, EXIT_USAGE, Fail, cli, load_catalo
 
 EXIT_BATCH_FAILED = 1  # wait: the batch failed, expired or was cancelled
 EXIT_STILL_RUNNING = 3  # wait: --timeout passed before the batch ended
-SHOW_VIOLATIONS = 20
-SHOW_ERRORS = 50
 
 
-def _connection_options(f):
-    f = click.option("--max-retries", type=click.IntRange(0, 10), default=2, show_default=True,
-                     help="Retries of a call answered with 429/5xx or cut off. A batch create is never "
-                          "retried blindly: a lost answer is looked up first.")(f)
-    f = click.option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
-                     show_default=True, metavar="SECONDS", help="How long to wait for each call's answer.")(f)
-    f = click.option("--base-url", default=None, metavar="URL",
-                     help="API base URL; overrides $DASHSCOPE_BASE_URL and --region.")(f)
-    return f
+def _connection_options(region_help: str):
+    """--region, --base-url, --request-timeout and --max-retries, in that order."""
+    def decorate(f):
+        f = click.option("--max-retries", type=click.IntRange(0, 10), default=2, show_default=True,
+                         help="Retries of a call answered with 429/5xx or cut off. A batch create is never "
+                              "retried blindly: a lost answer is looked up first.")(f)
+        f = click.option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
+                         show_default=True, metavar="SECONDS", help="How long to wait for each call's answer.")(f)
+        f = click.option("--base-url", default=None, metavar="URL",
+                         help="API base URL; overrides $DASHSCOPE_BASE_URL and --region.")(f)
+        return click.option("--region", type=click.Choice(["intl", "cn"]), default=None,
+                            help=f"intl (Singapore) or cn (Beijing): picks the documented base URL. {region_help}")(f)
+    return decorate
 
 
-def _region_option(default_help: str):
-    return click.option("--region", type=click.Choice(["intl", "cn"]), default=None,
-                        help=f"intl (Singapore) or cn (Beijing): picks the documented base URL. {default_help}")
+def _os_message(exc: OSError, name: str = "") -> str:
+    return f"{exc.filename or name}: {exc.strerror or exc}"
 
 
 @contextlib.contextmanager
@@ -55,21 +58,29 @@ def _failures():
     except (BatchAPIError, LedgerError) as exc:
         raise Fail(str(exc), EXIT_USAGE) from None
     except OSError as exc:
-        raise Fail(f"{exc.filename or ''}: {exc.strerror or exc}", EXIT_USAGE) from None
+        raise Fail(_os_message(exc), EXIT_USAGE) from None
+
+
+def _resolve(region, base_url, **options):
+    from .batch_api import BatchAPIError, resolve_connection
+
+    try:
+        return resolve_connection(region, base_url, **options)
+    except BatchAPIError as exc:
+        raise Fail(str(exc), EXIT_USAGE) from None
 
 
 def _connect(region, base_url, timeout, retries, fallback_base_url=None):
-    from .batch_api import BatchAPIError, BatchClient, is_plain_http_remote, resolve_connection
+    from .batch_api import BatchClient
 
-    try:
-        conn = resolve_connection(region, base_url, fallback_base_url=fallback_base_url)
-    except BatchAPIError as exc:
-        raise Fail(str(exc), EXIT_USAGE) from None
-    _warn_plain_http(conn.base_url, is_plain_http_remote)
+    conn = _resolve(region, base_url, fallback_base_url=fallback_base_url)
+    _warn_plain_http(conn.base_url)
     return BatchClient(conn.api_key, conn.base_url, timeout=timeout, max_retries=retries)
 
 
-def _warn_plain_http(base_url, is_plain_http_remote) -> None:
+def _warn_plain_http(base_url) -> None:
+    from .batch_api import is_plain_http_remote
+
     if is_plain_http_remote(base_url):
         click.echo("batchplan: warning: the base URL is plain http; the API key would travel unencrypted", err=True)
 
@@ -80,12 +91,16 @@ def _ledger():
     return Ledger()
 
 
+def _echo_lines(lines, err=False) -> None:
+    for line in lines:
+        click.echo(line, err=err)
+
+
 # -- submit ---------------------------------------------------------------------------
 
 @cli.command()
 @click.argument("file", metavar="FILE")
-@_region_option("Also the price region. [default: intl]")
-@_connection_options
+@_connection_options("Also the price region. [default: intl]")
 @click.option("--window", default="24h", show_default=True,
               help="completion_window: 24h to 336h, or 1d to 14d.")
 @click.option("--name", default=None, help="Batch name (metadata ds_name, at most 100 characters).")
@@ -125,10 +140,12 @@ def submit(file, region, base_url, request_timeout, max_retries, window, name, d
       2  usage error, missing API key, no terminal without --yes, or the
          service or connection failed (run the command again to recover)
     """
-    from decimal import Decimal, InvalidOperation
+    import tempfile
 
+    from . import batch_report as text
     from .batch_api import batch_metadata, parse_window
-    from .report import money
+    from .report import table
+    from .submission import BUSY, batch_cost_text, check_budget, decide, read_history
 
     try:
         window = parse_window(window)
@@ -138,33 +155,17 @@ def submit(file, region, base_url, request_timeout, max_retries, window, name, d
         metadata = batch_metadata(name, description)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    budget = None
-    if max_cost is not None:
-        try:
-            budget = Decimal(max_cost)
-        except InvalidOperation:
-            raise click.BadParameter(f"{max_cost!r} is not an amount", param_hint="--max-cost") from None
-        if not budget.is_finite() or budget < 0:
-            raise click.BadParameter("must be an amount of zero or more", param_hint="--max-cost")
-
-    from .batch_api import BatchAPIError, is_plain_http_remote, resolve_connection
-
+    budget = _budget(max_cost)
     price_region = region or "intl"
-    try:
-        # The key is checked before the (possibly long) planning, not in a dry run.
-        conn = resolve_connection(price_region, base_url, require_key=not dry_run)
-    except BatchAPIError as exc:
-        raise Fail(str(exc), EXIT_USAGE) from None
+    # The key is checked before the (possibly long) planning, not in a dry run.
+    conn = _resolve(price_region, base_url, require_key=not dry_run)
     catalog = load_catalog_or_fail(prices_file)
-
-    import tempfile
 
     with tempfile.TemporaryDirectory(prefix="batchplan-") as scratch:
         check = _check(file, catalog, price_region, quiet)
-        click.echo(_plan_table(check))
+        click.echo(table(check.plan))
         if not quiet:
-            for line in _plan_warnings(check):
-                click.echo(line, err=True)
+            _echo_lines(text.plan_warning_lines(check), err=True)
         _refuse_violations(check, "not submitted")
 
         upload_path, submitted = file, check
@@ -178,104 +179,92 @@ def submit(file, region, base_url, request_timeout, max_retries, window, name, d
             click.echo(f"--test: submitting a copy for {limits.test_model} on {limits.test_url} "
                        f"({submitted.requests:,} requests, free)")
 
-        total = submitted.plan.plan.total()
-        currency = submitted.plan.currency
-        cost_text = f"{money(total.batch_cost)} {currency}" if total.batch_cost is not None else "unknown"
-        if budget is not None:
-            if total.batch_cost is None:
-                unpriced = sorted({m for (m, _, _), row in submitted.plan.plan.rows.items() if row.batch_cost is None})
-                raise Fail(f"the batch cost is unknown (no {price_region} price for {', '.join(unpriced)}), so "
-                           f"--max-cost {budget} cannot be checked; not submitted", EXIT_INVALID_LINES)
-            if total.batch_cost > budget:
-                raise Fail(f"the worst-case batch cost {cost_text} is over --max-cost {budget}; not submitted "
-                           "(batchplan compare --output-tokens N shows an expected cost)", EXIT_INVALID_LINES)
-            click.echo(f"within budget: worst-case batch cost {cost_text} <= --max-cost {budget}")
+        cost_text = batch_cost_text(submitted.plan)
+        verdict = check_budget(submitted.plan, budget)
+        if not verdict.ok:
+            raise Fail(verdict.message, EXIT_INVALID_LINES)
+        if verdict.message:
+            click.echo(verdict.message)
 
-        from .ledger import LedgerError, estimate_of, sha256_file
+        from .ledger import estimate_of, sha256_file
 
         with _failures():
             digest = sha256_file(upload_path)
             ledger = _ledger()
-            earlier = ledger.created_for(digest)
-            pending = ledger.pending_for(digest, conn.base_url)
-            elsewhere = [e for e in ledger.pending_for(digest) if e.base_url != conn.base_url]
-        duplicate = None
-        if earlier is not None and not force:
-            duplicate = (f"{file}: this content was already submitted as {earlier.batch_id} at {earlier.when} "
-                         f"({earlier.region}, {earlier.base_url}); pass --force to submit it again")
-            if not pending:
-                raise Fail(duplicate, EXIT_INVALID_LINES)
-        for other in elsewhere:
-            click.echo(f"batchplan: note: an interrupted submission of this content to {other.base_url} "
-                       f"({other.when}) is pending; submit with --base-url {other.base_url} to recover it", err=True)
-        resume = pending[0] if pending else None
-        if resume is not None and resume.in_flight_elsewhere():
-            raise Fail(f"{file}: process {resume.pid} is submitting this content right now; "
-                       "let it finish, then check with batchplan status", EXIT_USAGE)
+            decision = decide(read_history(ledger, digest, conn.base_url), file, force)
+        _echo_lines((f"batchplan: note: {note}" for note in decision.notes), err=True)
+        if decision.refusal is not None:
+            # Submitted before is a refusal; another process on it is to be retried later.
+            raise Fail(decision.refusal.message, EXIT_USAGE if decision.refusal.kind == BUSY else EXIT_INVALID_LINES)
 
-        endpoint = submitted.url
-        what = f"{submitted.requests:,} requests to {conn.base_url} ({endpoint}, window {window})"
+        resume = decision.resume
+        what = text.submission_text(submitted.requests, conn.base_url, submitted.url, window)
         if dry_run:
-            if resume is not None:
-                click.echo(f"dry run: would resume the interrupted submission of {resume.when} "
-                           f"({resume.state}{', input file ' + resume.input_file_id if resume.input_file_id else ''})")
-            click.echo(f"dry run: would upload {upload_path} ({submitted.bytes:,} bytes, sha256 {digest}) and "
-                       f"submit {what}; worst-case batch cost {cost_text}; nothing was sent")
+            _echo_lines(text.dry_run_lines(resume, upload_path, submitted.bytes, digest, what, cost_text))
             sys.exit(EXIT_OK)
-
         if not yes:
             if not sys.stdin.isatty():
                 raise Fail("no terminal to ask for confirmation; pass --yes to submit", EXIT_USAGE)
             if not click.confirm(f"Submit {what}, worst-case batch cost {cost_text}?", default=False, err=True):
                 raise Fail("not submitted", EXIT_INVALID_LINES)
 
-        _warn_plain_http(conn.base_url, is_plain_http_remote)
+        _warn_plain_http(conn.base_url)
         estimate = estimate_of(submitted.plan)
-        from .batch_api import BatchClient
-        from .batch_api import submit as run_submission
-
         with _failures():
             if resume is not None:
                 entry = ledger.resume(resume.token, path=file, window=window, metadata=metadata, estimate=estimate)
                 click.echo(f"resuming the interrupted submission of {entry.when} ({entry.state})", err=True)
             else:
                 entry = ledger.begin(sha256=digest, path=file, region=price_region, base_url=conn.base_url,
-                                     endpoint=endpoint, window=window, metadata=metadata, estimate=estimate,
+                                     endpoint=submitted.url, window=window, metadata=metadata, estimate=estimate,
                                      test=test_run)
-        notify = (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
-        try:
-            with BatchClient(conn.api_key, conn.base_url, timeout=request_timeout, max_retries=max_retries) as client:
-                # Content already submitted: an interrupted run may still own a
-                # batch, so look it up, but create nothing new without --force.
-                done = run_submission(client, ledger, entry, upload_path, notify=notify, create=duplicate is None)
-        except LedgerError as exc:
-            raise Fail(f"{exc}; once it is writable, run the same command again: it finds any batch this run "
-                       "made instead of creating another", EXIT_USAGE) from None
-        except OSError as exc:
-            raise Fail(f"{exc.filename or upload_path}: {exc.strerror or exc}", EXIT_USAGE) from None
-        except BatchAPIError as exc:
-            state = ledger.get(entry.token).state
-            hint = ("; the submission is recorded: run the same command again to finish it "
-                    "(it will not create a second batch)") if state in ("intent", "uploaded") else ""
-            raise Fail(f"{exc.message}{hint}", EXIT_USAGE) from None
-        finally:
-            ledger.close()
+        done = _run_submission(conn, ledger, entry, upload_path, request_timeout, max_retries, quiet,
+                               create=decision.create)
 
     if done is None:
-        raise Fail(duplicate, EXIT_INVALID_LINES)
-    batch = done.batch
-    if done.how == "recovered":
-        click.echo(f"recovered: {batch['id']} ({batch.get('status')}), created by the interrupted submission "
-                   f"of {done.entry.when}; no new batch was created")
-    elif done.how == "found":
-        click.echo(f"submitted: {batch['id']} ({batch.get('status')}); the answer to the create was lost, "
-                   "and the batch was found on the service")
-    else:
-        click.echo(f"submitted: {batch['id']} ({batch.get('status')})")
-    click.echo(f"  input file: {done.entry.input_file_id}; endpoint {done.entry.endpoint}; window {done.entry.window}")
-    click.echo(f"  worst-case batch cost: {cost_text}; ledger: {ledger.path}")
-    click.echo(f"next: batchplan wait {batch['id']}")
+        raise Fail(decision.duplicate, EXIT_INVALID_LINES)
+    _echo_lines(text.submitted_lines(done, cost_text, ledger.path))
     sys.exit(EXIT_OK)
+
+
+def _budget(max_cost):
+    """--max-cost as a Decimal, or None."""
+    from decimal import Decimal, InvalidOperation
+
+    if max_cost is None:
+        return None
+    try:
+        budget = Decimal(max_cost)
+    except InvalidOperation:
+        raise click.BadParameter(f"{max_cost!r} is not an amount", param_hint="--max-cost") from None
+    if not budget.is_finite() or budget < 0:
+        raise click.BadParameter("must be an amount of zero or more", param_hint="--max-cost")
+    return budget
+
+
+def _run_submission(conn, ledger, entry, upload_path, timeout, retries, quiet, create):
+    """Upload and create for a recorded entry; errors as one line saying how to recover."""
+    from .batch_api import BatchAPIError, BatchClient
+    from .batch_api import submit as run_submission
+    from .ledger import LedgerError
+
+    notify = (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
+    try:
+        with BatchClient(conn.api_key, conn.base_url, timeout=timeout, max_retries=retries) as client:
+            # Content already submitted: an interrupted run may still own a
+            # batch, so look it up, but create nothing new without --force.
+            return run_submission(client, ledger, entry, upload_path, notify=notify, create=create)
+    except LedgerError as exc:
+        raise Fail(f"{exc}; once it is writable, run the same command again: it finds any batch this run "
+                   "made instead of creating another", EXIT_USAGE) from None
+    except OSError as exc:
+        raise Fail(_os_message(exc, upload_path), EXIT_USAGE) from None
+    except BatchAPIError as exc:
+        hint = ("; the submission is recorded: run the same command again to finish it "
+                "(it will not create a second batch)") if ledger.get(entry.token).pending else ""
+        raise Fail(f"{exc.message}{hint}", EXIT_USAGE) from None
+    finally:
+        ledger.close()
 
 
 def _check(path, catalog, region, quiet):
@@ -297,33 +286,15 @@ def _check(path, catalog, region, quiet):
         raise Fail(f"{path}: {exc.strerror or exc}") from None
 
 
-def _plan_table(check) -> str:
-    from .report import table
-
-    return table(check.plan)
-
-
-def _plan_warnings(check) -> list[str]:
-    from .report import warning_lines, warnings
-
-    # Invalid lines and mixed models or thinking modes print as violations.
-    shown_as_violations = tuple(f"warning: {w['message']}" for w in warnings(check.plan)
-                                if w["kind"] in ("mixed_models", "mixed_thinking"))
-    return [line for line in warning_lines(check.plan)
-            if not line.startswith(("invalid line:", *shown_as_violations))]
-
-
 def _refuse_violations(check, reason: str, shown_as: str | None = None) -> None:
+    from .batch_report import violation_lines, violation_total
+
     if check.ok:
         return
     name = shown_as or check.path
-    for v in check.violations[:SHOW_VIOLATIONS]:
-        where = f"{name}:{v.line}" if v.line is not None else name
-        click.echo(f"{where}: {v.rule}: {v.message}", err=True)
-    total = sum(check.violation_counts.values()) or len(check.violations)
-    if total > SHOW_VIOLATIONS:
-        click.echo(f"... and {total - SHOW_VIOLATIONS:,} more (batchplan validate lists them)", err=True)
-    raise Fail(f"{name}: {total:,} problem(s) the Batch API would reject; {reason}", EXIT_INVALID_LINES)
+    _echo_lines(violation_lines(check, name), err=True)
+    raise Fail(f"{name}: {violation_total(check):,} problem(s) the Batch API would reject; {reason}",
+               EXIT_INVALID_LINES)
 
 
 def _write_test_copy(src, dest, limits) -> None:
@@ -335,25 +306,21 @@ def _write_test_copy(src, dest, limits) -> None:
     except InputError as exc:
         raise Fail(str(exc)) from None
     except OSError as exc:
-        raise Fail(f"{exc.filename or dest}: {exc.strerror or exc}") from None
+        raise Fail(_os_message(exc, dest)) from None
 
 
 # -- status / list / wait / cancel / download ----------------------------------------
 
 def _target(batch_id, region, base_url, timeout, retries):
     """The batch id (the ledger's latest when none is given), its ledger entry and a client."""
-    with _failures():
-        ledger = _ledger()
-        try:
-            if batch_id is None:
-                entry = ledger.latest()
-                if entry is None:
-                    raise Fail(f"no batch in the ledger ({ledger.path}); pass a BATCH_ID", EXIT_USAGE)
-                batch_id = entry.batch_id
-            else:
-                entry = ledger.find_batch(batch_id)
-        finally:
-            ledger.close()
+    with _failures(), _ledger() as ledger:
+        if batch_id is None:
+            entry = ledger.latest()
+            if entry is None:
+                raise Fail(f"no batch in the ledger ({ledger.path}); pass a BATCH_ID", EXIT_USAGE)
+            batch_id = entry.batch_id
+        else:
+            entry = ledger.find_batch(batch_id)
     client = _connect(region, base_url, timeout, retries, fallback_base_url=entry.base_url if entry else None)
     return batch_id, entry, client
 
@@ -362,70 +329,13 @@ def _remember(batch) -> None:
     """Keep the last status seen in the ledger (best effort: a read-only home is fine)."""
     from .ledger import LedgerError
 
-    ledger = _ledger()
-    try:
+    with _ledger() as ledger, contextlib.suppress(LedgerError):
         ledger.set_status(batch["id"], batch.get("status"))
-    except LedgerError:
-        pass
-    finally:
-        ledger.close()
-
-
-def _ts(value) -> str:
-    from .ledger import iso
-
-    return iso(value) if value else "-"
-
-
-def describe(batch, entry=None) -> list[str]:
-    """A batch for people: status, counts, times, files, and validation errors by line."""
-    counts = batch.get("request_counts") or {}
-    out = [f"{batch.get('id')}: {batch.get('status')}"]
-    out.append(f"  endpoint {batch.get('endpoint')}, window {batch.get('completion_window')}")
-    out.append(f"  requests: {counts.get('total', 0):,} total, {counts.get('completed', 0):,} completed, "
-               f"{counts.get('failed', 0):,} failed")
-    times = [(label, batch.get(key)) for label, key in (
-        ("created", "created_at"), ("in progress", "in_progress_at"), ("finalizing", "finalizing_at"),
-        ("completed", "completed_at"), ("failed", "failed_at"), ("expired", "expired_at"),
-        ("cancelling", "cancelling_at"), ("cancelled", "cancelled_at"), ("expires", "expires_at"))]
-    out.append("  " + "; ".join(f"{label} {_ts(value)}" for label, value in times if value))
-    out.append(f"  input file: {batch.get('input_file_id')}")
-    if batch.get("output_file_id"):
-        out.append(f"  output file: {batch['output_file_id']}")
-    if batch.get("error_file_id"):
-        out.append(f"  error file: {batch['error_file_id']}")
-    meta = batch.get("metadata") or {}
-    if meta.get("ds_name"):
-        out.append(f"  name: {meta['ds_name']}")
-    if meta.get("ds_description"):
-        out.append(f"  description: {meta['ds_description']}")
-    if entry is not None:
-        est = entry.estimate or {}
-        cost_text = _cost(est)
-        out.append(f"  submitted from {entry.path} at {entry.when}{' (--test)' if entry.test else ''}; "
-                   f"estimated batch cost {cost_text}{' (worst case)' if est.get('upper_bound') else ''}")
-    out.extend(error_lines(batch))
-    return out
-
-
-def error_lines(batch) -> list[str]:
-    """The service's validation errors (errors.data), one per line: ``line N: code: message``."""
-    errors = (batch.get("errors") or {}).get("data") or []
-    out = []
-    for err in errors[:SHOW_ERRORS]:
-        where = f"line {err['line']}" if err.get("line") is not None else "file"
-        out.append(f"  {where}: {err.get('code')}: {err.get('message')}")
-    if len(errors) > SHOW_ERRORS:
-        out.append(f"  ... and {len(errors) - SHOW_ERRORS:,} more (batchplan status --json lists them)")
-    if out:
-        out.insert(0, "errors:")
-    return out
 
 
 @cli.command()
 @click.argument("batch_id", required=False)
-@_region_option("[default: the ledger's, else intl]")
-@_connection_options
+@_connection_options("[default: the ledger's, else intl]")
 @click.option("--json", "as_json", is_flag=True, help="Print the batch object as the service sent it.")
 def status(batch_id, region, base_url, request_timeout, max_retries, as_json):
     """Show one batch: status, request counts, times, files, errors.
@@ -438,6 +348,8 @@ def status(batch_id, region, base_url, request_timeout, max_retries, as_json):
       0  the batch was retrieved, whatever its status (wait exits by outcome)
       2  usage error, or the service or connection failed
     """
+    from .batch_report import describe
+
     batch_id, entry, client = _target(batch_id, region, base_url, request_timeout, max_retries)
     with _failures(), client:
         batch = client.retrieve(batch_id)
@@ -449,8 +361,7 @@ def status(batch_id, region, base_url, request_timeout, max_retries, as_json):
 
 
 @cli.command("list")
-@_region_option("[default: intl]")
-@_connection_options
+@_connection_options("[default: intl]")
 @click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True, help="Batches per page.")
 @click.option("--after", default=None, metavar="BATCH_ID", help="The page after this batch.")
 @click.option("--status", "status_filter", default=None, help="Only batches with this status.")
@@ -462,20 +373,15 @@ def list_batches(region, base_url, request_timeout, max_retries, limit, after, s
     The file each batch was submitted from is shown when the ledger knows it.
     --local lists the ledger instead, with interrupted submissions.
     """
-    from tabulate import tabulate
+    from .batch_report import batches_table, entry_doc, ledger_table
 
     if local:
-        with _failures():
-            ledger = _ledger()
+        with _failures(), _ledger() as ledger:
             entries = ledger.entries(limit)
-            ledger.close()
         if as_json:
-            click.echo(json.dumps([_entry_doc(e) for e in entries], ensure_ascii=False, indent=2))
-            return
-        rows = [[e.when, e.state, e.batch_id or "-", e.status or "-", e.path, e.region,
-                 _cost(e.estimate)] for e in entries]
-        click.echo(tabulate(rows, ["submitted", "state", "batch", "last status", "file", "region", "batch cost (est.)"],
-                            tablefmt="simple", disable_numparse=True) if rows else "the ledger is empty")
+            click.echo(json.dumps([entry_doc(e) for e in entries], ensure_ascii=False, indent=2))
+        else:
+            click.echo(ledger_table(entries))
         return
     client = _connect(region, base_url, request_timeout, max_retries)
     with _failures(), client:
@@ -483,55 +389,14 @@ def list_batches(region, base_url, request_timeout, max_retries, limit, after, s
     if as_json:
         click.echo(json.dumps(page, ensure_ascii=False, indent=2))
         return
-    with _failures():
-        ledger = _ledger()
+    with _failures(), _ledger() as ledger:
         known = {b["id"]: ledger.find_batch(b["id"]) for b in page["data"]}
-        ledger.close()
-    rows = []
-    for b in page["data"]:
-        counts = b.get("request_counts") or {}
-        entry = known.get(b["id"])
-        rows.append([b["id"], b.get("status"), _ts(b.get("created_at")),
-                     f"{counts.get('completed', 0):,}/{counts.get('total', 0):,}", f"{counts.get('failed', 0):,}",
-                     (b.get("metadata") or {}).get("ds_name") or "", entry.path if entry else ""])
-    if not rows:
-        click.echo("no batches")
-        return
-    click.echo(tabulate(rows, ["batch", "status", "created", "done/total", "failed", "name", "file"],
-                        tablefmt="simple", disable_numparse=True))
-    if page.get("has_more"):
-        click.echo(f"more: batchplan list --after {page.get('last_id') or page['data'][-1]['id']}")
-
-
-def _cost(estimate) -> str:
-    """A ledger estimate's batch cost for display."""
-    from decimal import Decimal
-
-    from .report import money
-
-    if not estimate:
-        return "-"
-    cost = estimate.get("batch_cost")
-    return f"{money(Decimal(cost))} {estimate.get('currency', '')}".strip() if cost is not None else "unknown"
-
-
-def _entry_doc(entry) -> dict:
-    from dataclasses import asdict
-
-    from .ledger import iso
-
-    doc = asdict(entry)
-    doc["started"] = iso(entry.started)
-    doc["updated"] = iso(entry.updated)
-    doc.pop("pid", None)
-    doc.pop("host", None)
-    return doc
+    _echo_lines(batches_table(page, known))
 
 
 @cli.command()
 @click.argument("batch_id", required=False)
-@_region_option("[default: the ledger's, else intl]")
-@_connection_options
+@_connection_options("[default: the ledger's, else intl]")
 @click.option("--interval", type=click.FloatRange(min=0), default=5.0, show_default=True, metavar="SECONDS",
               help="First wait between polls; it grows 1.5x while nothing changes.")
 @click.option("--max-interval", type=click.FloatRange(min=0), default=60.0, show_default=True, metavar="SECONDS",
@@ -554,6 +419,7 @@ def wait(batch_id, region, base_url, request_timeout, max_retries, interval, max
     from tqdm import tqdm
 
     from .batch_api import TERMINAL_STATUSES
+    from .batch_report import describe
 
     batch_id, entry, client = _target(batch_id, region, base_url, request_timeout, max_retries)
     start = time.monotonic()
@@ -600,8 +466,7 @@ def wait(batch_id, region, base_url, request_timeout, max_retries, interval, max
 
 @cli.command()
 @click.argument("batch_id")
-@_region_option("[default: the ledger's, else intl]")
-@_connection_options
+@_connection_options("[default: the ledger's, else intl]")
 def cancel(batch_id, region, base_url, request_timeout, max_retries):
     """Cancel a batch. Requests already done are billed and kept in its output."""
     batch_id, entry, client = _target(batch_id, region, base_url, request_timeout, max_retries)
@@ -613,8 +478,7 @@ def cancel(batch_id, region, base_url, request_timeout, max_retries):
 
 @cli.command()
 @click.argument("batch_id")
-@_region_option("[default: the ledger's, else intl]")
-@_connection_options
+@_connection_options("[default: the ledger's, else intl]")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=".", show_default=True, metavar="DIR",
               help="Folder for the files (created if missing).")
 @click.option("--force", is_flag=True, help="Overwrite files downloaded before.")
@@ -636,6 +500,7 @@ def download(batch_id, region, base_url, request_timeout, max_retries, out_dir, 
          connection failed
     """
     from .batch_api import TERMINAL_STATUSES
+    from .batch_report import error_lines
 
     batch_id, entry, client = _target(batch_id, region, base_url, request_timeout, max_retries)
     with _failures(), client:
@@ -645,8 +510,7 @@ def download(batch_id, region, base_url, request_timeout, max_retries, out_dir, 
                   if batch.get(key)]
         if not wanted:
             state = batch.get("status")
-            for line in error_lines(batch):
-                click.echo(line, err=True)
+            _echo_lines(error_lines(batch), err=True)
             if state not in TERMINAL_STATUSES:
                 raise Fail(f"{batch_id} is still {state}: its files exist only when it ends "
                            f"(batchplan wait {batch_id})", EXIT_INVALID_LINES)
