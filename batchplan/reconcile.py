@@ -40,6 +40,7 @@ from .catalog import Catalog
 from .output import OutputAssumption
 from .pricing import price_request
 from .reading import InputError, open_input, read_blocks
+from .report import exact
 
 JSON_SCHEMA = "batchplan.reconcile/1"
 # Per-request lists (prompt-token mismatches, unexpected ids) kept for the
@@ -572,10 +573,6 @@ def calibration_source(path: str, stats: dict[str, dict[str, int]]) -> str:
 
 # -- JSON ------------------------------------------------------------------------------
 
-def _exact(amount: Decimal | None) -> str | None:
-    return None if amount is None else format(amount.normalize(), "f")
-
-
 def _ratio(value: Decimal | None, places: int = 6) -> float | None:
     return None if value is None else float(round(value, places))
 
@@ -604,10 +601,10 @@ def _figures_doc(f: Figures) -> dict[str, Any]:
             "error": _ratio(f.output_error),
         },
         "batch_cost": {
-            "estimated": _exact(f.estimated_batch_cost),
-            "actual": _exact(f.actual_batch_cost),
+            "estimated": exact(f.estimated_batch_cost),
+            "actual": exact(f.actual_batch_cost),
             "error": _ratio(f.cost_error),
-            "planned": _exact(f.planned_batch_cost),
+            "planned": exact(f.planned_batch_cost),
         },
     }
 
@@ -631,7 +628,7 @@ def document(rec: Reconciliation, retry: dict[str, Any] | None = None) -> dict[s
         "errors": rec.errors_path,
         "region": rec.region,
         "currency": rec.currency,
-        "batch_price_factor": _exact(rec.batch_price_factor),
+        "batch_price_factor": exact(rec.batch_price_factor),
         "output_assumption": {
             "mode": rec.output.mode,
             "upper_bound": rec.output.is_upper_bound,
