@@ -45,6 +45,26 @@ def cli() -> None:
     """
 
 
+class Amount(click.ParamType):
+    """A decimal number of zero or more, read exactly (never through float)."""
+
+    name = "amount"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, Decimal):
+            return value
+        try:
+            amount = Decimal(str(value).strip())
+        except InvalidOperation:
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not amount.is_finite() or amount < 0:
+            self.fail("must be a number of zero or more", param, ctx)
+        return amount
+
+
+AMOUNT = Amount()
+
+
 def expand_paths(patterns: tuple[str, ...]) -> list[str]:
     """Paths as given, with globs expanded (for shells that do not)."""
     paths: list[str] = []
@@ -77,13 +97,7 @@ def output_assumption(output_tokens, output_ratio, calibrate):
     if output_tokens is not None:
         return OutputAssumption(PER_REQUEST, tokens=output_tokens)
     if output_ratio is not None:
-        try:
-            ratio = Decimal(output_ratio)
-        except InvalidOperation:
-            raise click.BadParameter(f"{output_ratio!r} is not a number", param_hint="--output-ratio") from None
-        if not ratio.is_finite() or ratio < 0:
-            raise click.BadParameter("must be zero or more", param_hint="--output-ratio")
-        return OutputAssumption(RATIO, ratio=ratio)
+        return OutputAssumption(RATIO, ratio=output_ratio)
     if calibrate is not None:
         from .reconcile import CalibrationError, calibration_source, calibration_stats
 
@@ -124,7 +138,7 @@ def progress_bar(total: int, quiet: bool, desc: str):
               help="Your own catalog JSON, merged over the shipped one (same schema, see docs/catalog.md).")
 @click.option("--output-tokens", type=click.IntRange(min=0), default=None,
               help="Expected output tokens per request, instead of the worst case.")
-@click.option("--output-ratio", default=None, metavar="R",
+@click.option("--output-ratio", type=AMOUNT, default=None, metavar="R",
               help="Expected output as R times each request's input tokens.")
 @click.option("--calibrate", type=click.Path(dir_okay=False), default=None, metavar="OUTPUT",
               help="Expected output per model from an earlier run's Batch output file (mean completion tokens).")

@@ -22,7 +22,7 @@ import time
 
 import click
 
-from .cli import EXIT_INVALID_LINES, EXIT_OK, EXIT_USAGE, Fail, cli, load_catalog_or_fail, progress_bar
+from .cli import AMOUNT, EXIT_INVALID_LINES, EXIT_OK, EXIT_USAGE, Fail, cli, load_catalog_or_fail, progress_bar
 
 EXIT_BATCH_FAILED = 1  # wait: the batch failed, expired or was cancelled
 EXIT_STILL_RUNNING = 3  # wait: --timeout passed before the batch ended
@@ -105,7 +105,7 @@ def _echo_lines(lines, err=False) -> None:
               help="completion_window: 24h to 336h, or 1d to 14d.")
 @click.option("--name", default=None, help="Batch name (metadata ds_name, at most 100 characters).")
 @click.option("--description", default=None, help="Batch description (metadata ds_description, at most 200 characters).")
-@click.option("--max-cost", default=None, metavar="AMOUNT",
+@click.option("--max-cost", type=AMOUNT, default=None, metavar="AMOUNT",
               help="Refuse when the worst-case batch cost is over AMOUNT (in the region's currency), "
                    "or cannot be known.")
 @click.option("--prices", "prices_file", type=click.Path(dir_okay=False), default=None,
@@ -155,7 +155,6 @@ def submit(file, region, base_url, request_timeout, max_retries, window, name, d
         metadata = batch_metadata(name, description)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    budget = _budget(max_cost)
     price_region = region or "intl"
     # The key is checked before the (possibly long) planning, not in a dry run.
     conn = _resolve(price_region, base_url, require_key=not dry_run)
@@ -180,7 +179,7 @@ def submit(file, region, base_url, request_timeout, max_retries, window, name, d
                        f"({submitted.requests:,} requests, free)")
 
         cost_text = batch_cost_text(submitted.plan)
-        verdict = check_budget(submitted.plan, budget)
+        verdict = check_budget(submitted.plan, max_cost)
         if not verdict.ok:
             raise Fail(verdict.message, EXIT_INVALID_LINES)
         if verdict.message:
@@ -225,21 +224,6 @@ def submit(file, region, base_url, request_timeout, max_retries, window, name, d
         raise Fail(decision.duplicate, EXIT_INVALID_LINES)
     _echo_lines(text.submitted_lines(done, cost_text, ledger.path))
     sys.exit(EXIT_OK)
-
-
-def _budget(max_cost):
-    """--max-cost as a Decimal, or None."""
-    from decimal import Decimal, InvalidOperation
-
-    if max_cost is None:
-        return None
-    try:
-        budget = Decimal(max_cost)
-    except InvalidOperation:
-        raise click.BadParameter(f"{max_cost!r} is not an amount", param_hint="--max-cost") from None
-    if not budget.is_finite() or budget < 0:
-        raise click.BadParameter("must be an amount of zero or more", param_hint="--max-cost")
-    return budget
 
 
 def _run_submission(conn, ledger, entry, upload_path, timeout, retries, quiet, create):

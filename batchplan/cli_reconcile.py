@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from .cli import EXIT_USAGE, Fail, cli, load_catalog_or_fail, output_assumption, progress_bar, refuse_overwrite
+from .cli import AMOUNT, EXIT_USAGE, Fail, cli, load_catalog_or_fail, output_assumption, progress_bar, refuse_overwrite
 
 MAX_FAILED_SHOWN = 20
 
@@ -23,7 +23,7 @@ MAX_FAILED_SHOWN = 20
               help="Your own catalog JSON, merged over the shipped one.")
 @click.option("--output-tokens", type=click.IntRange(min=0), default=None,
               help="The output tokens per request the estimate assumed (default: the worst case).")
-@click.option("--output-ratio", default=None, metavar="R",
+@click.option("--output-ratio", type=AMOUNT, default=None, metavar="R",
               help="The estimate assumed output = R times each request's input tokens.")
 @click.option("--json", "as_json", is_flag=True,
               help='Print a JSON document {"schema": "batchplan.reconcile/1", ...} (see batchplan.reconcile.document).')
