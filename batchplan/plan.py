@@ -8,8 +8,11 @@ processes; their partial plans merge into one.
 
 from __future__ import annotations
 
+import gc
 import os
+import signal
 from collections import deque
+from itertools import islice
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Callable, Iterable, Iterator
@@ -20,12 +23,16 @@ from .catalog import DEFAULT_REGION, Catalog, default_catalog
 from .chat_templates import media_parts
 from .output import OutputAssumption, estimate_output_tokens, is_thinking
 from .pricing import price_request
-from .reading import Block, InputError, Line, open_input, read_blocks
+from .reading import BLOCK_BYTES, Block, InputError, Line, open_input, read_blocks
 from .tokens import TokenCounter
 from .validate import LineError, Request, parse_line
 
-# Files smaller than this are planned in-process: starting workers costs more.
-PARALLEL_MIN_BYTES = 8 * 1024 * 1024
+# Lines planned a stage at a time (see Planner.plan_lines).
+STAGE_LINES = 256
+# Inputs smaller than this are planned in-process: below two worker blocks
+# (PARALLEL_BLOCK_BYTES), workers cannot share the work. Measured: 2 MB of
+# text takes 0.25 s in-process and 0.16 s over 2 workers.
+PARALLEL_MIN_BYTES = 2 * 1024 * 1024
 
 
 @dataclass
@@ -68,13 +75,19 @@ class Planner:
         self.counter = counter or TokenCounter()
         self.batch_factor = self.catalog.batch_limits.batch_price_factor
 
-    def plan_request(self, request: Request, plan: Plan | None = None, file: str | None = None) -> PlannedRequest:
-        """Count, price and estimate one valid request; warnings go to ``plan``."""
+    def prompt_tokens(self, request: Request) -> int:
+        """The prompt tokens of one valid request."""
+        return self.counter.prompt_tokens(request.body, request.url, self.catalog.template_for(request.body["model"]))
+
+    def plan_request(self, request: Request, plan: Plan | None = None, file: str | None = None, input_tokens: int | None = None) -> PlannedRequest:
+        """Count (unless ``input_tokens`` is given), price and estimate one
+        valid request; warnings go to ``plan``."""
         body = request.body
         name = body["model"]
         model = self.catalog.model(name)
         thinking = False if request.is_embedding else is_thinking(body, model)
-        input_tokens = self.counter.prompt_tokens(body, request.url, self.catalog.template_for(name))
+        if input_tokens is None:
+            input_tokens = self.prompt_tokens(request)
         output_tokens = estimate_output_tokens(body, model, input_tokens, thinking, self.output, request.is_embedding)
         price = price_request(model, name, self.region, input_tokens, output_tokens, thinking, self.batch_factor)
         if plan is not None:
@@ -126,22 +139,32 @@ class Planner:
         )
 
     def plan_line(self, line: Line, plan: Plan, file: str | None = None) -> PlannedRequest:
-        parsed = parse_line(line)
+        return self._plan_parsed(parse_line(line), None, plan, file)
+
+    def _plan_parsed(self, parsed: Request | LineError, input_tokens: int | None, plan: Plan, file: str | None) -> PlannedRequest:
         if isinstance(parsed, LineError):
             result = PlannedRequest(parsed.line, parsed.custom_id, None, None, None, None, None, None, parsed.reason, file=file)
             plan.add(result)
             return result
-        result = self.plan_request(parsed, plan, file)
+        result = self.plan_request(parsed, plan, file, input_tokens)
         plan.add(result, parsed.url)
         return result
 
     def plan_lines(self, lines: Iterable[Line], file: str | None = None, on_request: Callable[[PlannedRequest], None] | None = None) -> Plan:
+        """Plan lines in order. They go through in chunks, a stage at a time
+        (parse, count, price), which keeps the tokenizer's tables in the CPU
+        cache while it runs: about 10% faster than line by line."""
         plan = Plan()
-        for line in lines:
-            result = self.plan_line(line, plan, file)
-            if on_request is not None:
-                on_request(result)
-        return plan
+        lines = iter(lines)
+        while True:
+            parsed = [parse_line(line) for line in islice(lines, STAGE_LINES)]
+            if not parsed:
+                return plan
+            counts = [None if isinstance(p, LineError) else self.prompt_tokens(p) for p in parsed]
+            for request, input_tokens in zip(parsed, counts):
+                result = self._plan_parsed(request, input_tokens, plan, file)
+                if on_request is not None:
+                    on_request(result)
 
     def plan_block(self, block: Block, file: str | None = None, keep_rows: bool = False) -> tuple[Plan, list[PlannedRequest], int]:
         """Plan one block; returns its plan, its rows when asked, and its size."""
@@ -152,11 +175,19 @@ class Planner:
 
 # -- worker processes ------------------------------------------------------
 
+# Blocks sent to workers are smaller than when planning in-process, so the
+# last blocks of a file do not leave a worker idle for long, and fewer bytes
+# wait in flight.
+PARALLEL_BLOCK_BYTES = 1024 * 1024
+
 _WORKER: Planner | None = None
 
 
 def _init_worker(planner: Planner | None, args: tuple | None) -> None:
     global _WORKER
+    # Ctrl-C reaches the whole process group: the parent stops the pool, so
+    # workers need not print tracebacks of their own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Under fork the parent's planner (vocabulary loaded) is inherited as is.
     _WORKER = planner if planner is not None else Planner(*args)
 
@@ -171,6 +202,9 @@ def _pool(workers: int, planner: Planner):
 
     if "fork" in multiprocessing.get_all_start_methods():
         planner.counter.encoding  # load once, before forking, so workers share it
+        # Keep the collector off the parent's objects in the workers, so
+        # their pages (the vocabulary among them) stay shared, not copied.
+        gc.freeze()
         ctx = multiprocessing.get_context("fork")
         return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(planner, None))
     args = (planner.catalog, planner.region, planner.output)
@@ -184,20 +218,52 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _results(planner: Planner, blocks: Iterator[Block], file: str | None, keep_rows: bool, workers: int, pool) -> Iterator[tuple[Plan, list[PlannedRequest], int]]:
-    """Plans of each block, in file order. At most 2 blocks per worker are in
-    flight, so memory stays flat however large the file."""
+def _results(planner: Planner, blocks: Iterator[tuple[str, str | None, Block]], keep_rows: bool, workers: int, pool) -> Iterator[tuple[str, tuple[Plan, list[PlannedRequest], int]]]:
+    """Plans of each (path, label, block), in order. At most 2 blocks per
+    worker are in flight, so memory stays flat however large the files. Blocks
+    of the next file are sent before the last ones of a file come back, so
+    many small files keep the workers busy too."""
     if pool is None:
-        for block in blocks:
-            yield planner.plan_block(block, file, keep_rows)
+        for path, label, block in blocks:
+            yield path, planner.plan_block(block, label, keep_rows)
         return
     pending: deque = deque()
-    for block in blocks:
-        pending.append(pool.submit(_plan_block_in_worker, block, file, keep_rows))
+    for path, label, block in blocks:
+        pending.append((path, pool.submit(_plan_block_in_worker, block, label, keep_rows)))
         if len(pending) >= 2 * workers:
-            yield pending.popleft().result()
+            path, future = pending.popleft()
+            yield path, future.result()
     while pending:
-        yield pending.popleft().result()
+        path, future = pending.popleft()
+        yield path, future.result()
+
+
+def _input_size(path: str) -> int:
+    """The size of a readable batch file; InputError when it is not one."""
+    with open_input(path) as handle:
+        return os.fstat(handle.fileno()).st_size
+
+
+def _blocks(paths: list[str], label: bool, block_bytes: int) -> Iterator[tuple[str, str | None, Block]]:
+    # One file open at a time, however many are given.
+    for path in paths:
+        with open_input(path) as handle:
+            for block in read_blocks(handle, block_bytes, name=path):
+                yield path, path if label else None, block
+
+
+def unique_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """Paths in order, each file once, however often it was named (a glob
+    and a name may both match it)."""
+    seen: set[str] = set()
+    out = []
+    for path in paths:
+        name = os.fspath(path)
+        key = os.path.realpath(name)
+        if key not in seen:
+            seen.add(key)
+            out.append(name)
+    return out
 
 
 def plan_files(
@@ -210,38 +276,42 @@ def plan_files(
     on_request: Callable[[PlannedRequest], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     planner: Planner | None = None,
+    parallel_min_bytes: int | None = None,
 ) -> BatchPlan:
     """Plan several batch files into one combined plan, plus one per file.
 
-    ``on_request`` receives every planned line in file order (for
-    ``--per-request``); ``on_progress`` receives bytes as they are planned.
+    A file named twice is planned once. ``on_request`` receives every planned
+    line in file order (for ``--per-request``); ``on_progress`` receives bytes
+    as they are planned. Inputs of ``parallel_min_bytes`` (default
+    PARALLEL_MIN_BYTES) or more are spread over ``workers`` processes (default:
+    the available cores); the counts are the same either way.
     Raises InputError for a file that cannot be read.
     """
     planner = planner or Planner(catalog, region, output)
     workers = default_workers() if workers is None else max(1, workers)
-    handles = [open_input(p) for p in paths]  # fail on any bad path before work starts
-    total_bytes = sum(os.fstat(h.fileno()).st_size for h in handles)
-    pool = _pool(workers, planner) if workers > 1 and total_bytes >= PARALLEL_MIN_BYTES else None
-    files: dict[str, Plan] = {}
+    names = unique_paths(paths)
+    total_bytes = sum(_input_size(name) for name in names)  # fail on any bad path before work starts
+    threshold = PARALLEL_MIN_BYTES if parallel_min_bytes is None else parallel_min_bytes
+    parallel = workers > 1 and total_bytes >= threshold
+    files: dict[str, Plan] = {name: Plan() for name in names}
+    blocks = _blocks(names, len(names) > 1, PARALLEL_BLOCK_BYTES if parallel else BLOCK_BYTES)
+    pool = None
     try:
-        for path, handle in zip(paths, handles):
-            with handle:
-                name = os.fspath(path) if len(paths) > 1 else None
-                plan = Plan()
-                blocks = read_blocks(handle, name=os.fspath(path))
-                for part, rows, size in _results(planner, blocks, name, on_request is not None, workers, pool):
-                    plan = plan.merge(part)
-                    if on_request is not None:
-                        for row in rows:
-                            on_request(row)
-                    if on_progress is not None:
-                        on_progress(size)
-                files[os.fspath(path)] = plan
+        if parallel:
+            pool = _pool(workers, planner)
+        for name, (part, rows, size) in _results(planner, blocks, on_request is not None, workers, pool):
+            files[name] = files[name].merge(part)
+            if on_request is not None:
+                for row in rows:
+                    on_request(row)
+            if on_progress is not None:
+                on_progress(size)
     finally:
-        for handle in handles:
-            handle.close()
+        blocks.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+        if parallel:
+            gc.unfreeze()
     return planner.batch_plan(files)
 
 

@@ -6,12 +6,23 @@ through ``tiktoken`` with the same split pattern and special tokens, after NFC
 normalisation, as the SDK does. The prompt is rendered by ``chat_templates``
 into pieces split at special tokens, so each piece is counted on its own with
 exactly the result of counting the whole, and repeated pieces (a shared system
-prompt, few-shot turns, a tools block) are counted once.
+prompt, few-shot turns, a tools block) are counted once. A long text that
+starts like an earlier one (the same instructions, then a new document) has
+its shared head counted once too, cut where the tokenizer itself cuts.
+
+Where a text can be cut without changing its count: right after a newline
+followed by a non-space character. No alternative of the split pattern takes
+a newline and then anything but whitespace, so a pre-token always ends at
+such a cut; the pattern never looks back, and looks ahead only from inside a
+run of whitespace, so each side splits into the same pre-tokens on its own;
+and BPE never merges across pre-tokens. NFC cannot move the cut either: a
+newline never composes. ``tests/test_performance_paths.py`` checks this on
+random text.
 """
 
 from __future__ import annotations
 
-import base64
+import binascii
 import importlib.util
 import os
 import unicodedata
@@ -33,8 +44,18 @@ SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>") + tuple(f"<|ext
 # itself would (a newline followed by a letter), so counts do not change.
 LONG_TEXT = 100_000
 # The cache of piece counts is cleared when its keys exceed this many
-# characters, so memory stays flat on files of unique content.
-CACHE_CHARS = 8_000_000
+# characters, so memory stays flat on files of unique content (each worker
+# process has its own; at most 4 bytes a character).
+CACHE_CHARS = 2_000_000
+# A text of 2 * SHARED_HEAD characters or more is compared with the last text
+# that began with the same HEAD_KEY characters; when they share SHARED_HEAD
+# characters or more, the shared head, up to a safe cut, is counted once.
+# Shorter texts are not worth it. At most RECENT_TEXTS texts are remembered,
+# each only up to MAX_HEAD characters, so this memory is bounded too.
+SHARED_HEAD = 256
+HEAD_KEY = 48
+RECENT_TEXTS = 64
+MAX_HEAD = 32_768
 
 
 class VocabularyError(RuntimeError):
@@ -64,9 +85,16 @@ def load_encoding(path: str | None = None):
             contents = handle.read()
     except OSError as exc:
         raise VocabularyError(f"{path}: cannot read the Qwen vocabulary ({exc.strerror or exc})") from None
-    # Same parsing as tiktoken.load.load_tiktoken_bpe, which would also copy
-    # the file into a temporary cache directory.
-    ranks = {base64.b64decode(token): int(rank) for token, rank in (line.split() for line in contents.splitlines() if line)}
+    # The file is "<base64 token> <rank>" per line, parsed as
+    # tiktoken.load.load_tiktoken_bpe does (which would also copy it into a
+    # temporary cache directory), in bulk: it is half of start-up.
+    fields = contents.split()
+    if len(fields) % 2:
+        raise VocabularyError(f"{path}: not a tiktoken vocabulary (odd number of fields)")
+    try:
+        ranks = dict(zip(map(binascii.a2b_base64, fields[0::2]), map(int, fields[1::2])))
+    except (binascii.Error, ValueError) as exc:
+        raise VocabularyError(f"{path}: not a tiktoken vocabulary ({exc})") from None
     specials = {token: SPECIAL_START_ID + i for i, token in enumerate(SPECIAL_TOKENS)}
     return tiktoken.Encoding("Qwen", pat_str=PAT_STR, mergeable_ranks=ranks, special_tokens=specials)
 
@@ -74,9 +102,12 @@ def load_encoding(path: str | None = None):
 class TokenCounter:
     """Counts prompt tokens. Load once per process; counting is pure."""
 
-    def __init__(self, encoding: Any = None):
+    def __init__(self, encoding: Any = None, cache: bool = True):
         self._encoding = encoding
-        self._cache: dict[str, int] = {}
+        self._use_cache = cache
+        self._cache: dict[str, int] = {}  # text as given -> count
+        self._heads: dict[str, int] = {}  # NFC shared head -> count
+        self._recent: dict[str, str] = {}  # first HEAD_KEY characters -> last long NFC text
         self._cache_chars = 0
 
     @property
@@ -91,18 +122,58 @@ class TokenCounter:
         cached = self._cache.get(text)
         if cached is not None:
             return cached
-        normal = unicodedata.normalize("NFC", text)
-        encoding = self.encoding
-        if len(normal) > LONG_TEXT:
-            count = sum(self._encode_len(encoding, part) for part in _pieces(normal))
+        return self._count_new(text)
+
+    def _count_new(self, text: str) -> int:
+        """count_text for a text not in the cache."""
+        # ASCII text is always in NFC (and isascii() costs nothing).
+        normal = text if text.isascii() else unicodedata.normalize("NFC", text)
+        size = len(normal)
+        if not self._use_cache or size > LONG_TEXT:
+            # Past LONG_TEXT the text is cut anyway; reusing a head there
+            # could move those cuts, so it is not done.
+            count = self._count_normal(normal)
+            if not self._use_cache:
+                return count
+        elif size < 2 * SHARED_HEAD:
+            count = self._encode_len(self.encoding, normal)
         else:
-            count = self._encode_len(encoding, normal)
+            count = self._count_with_shared_head(normal)
         if self._cache_chars > CACHE_CHARS:
             self._cache.clear()
+            self._heads.clear()
+            self._recent.clear()
             self._cache_chars = 0
         self._cache[text] = count
         self._cache_chars += len(text)
         return count
+
+    def _count_normal(self, normal: str) -> int:
+        """Tokens in NFC text, without the cache."""
+        encoding = self.encoding
+        if len(normal) > LONG_TEXT:
+            return sum(self._encode_len(encoding, part) for part in _pieces(normal))
+        return self._encode_len(encoding, normal)
+
+    def _count_with_shared_head(self, normal: str) -> int:
+        """Count a long text, reusing the count of the head it shares with
+        the last text that began the same way."""
+        key = normal[:HEAD_KEY]
+        recent = self._recent
+        earlier = recent.get(key)
+        if earlier is None and len(recent) >= RECENT_TEXTS:
+            recent.clear()
+        recent[key] = normal[:MAX_HEAD]
+        cut = shared_cut(earlier, normal) if earlier is not None else 0
+        encoding = self.encoding
+        if cut < SHARED_HEAD:
+            return self._encode_len(encoding, normal)
+        head = normal[:cut]
+        count = self._heads.get(head)
+        if count is None:
+            count = self._heads[head] = self._encode_len(encoding, head)
+            self._cache_chars += cut
+        return count + self._encode_len(encoding, normal[cut:])
 
     @staticmethod
     def _encode_len(encoding: Any, text: str) -> int:
@@ -113,8 +184,14 @@ class TokenCounter:
     def count_pieces(self, pieces: list[str | None]) -> int:
         """Tokens in a rendered prompt: ``SPECIAL`` (None) pieces are one token each."""
         total = 0
+        cache = self._cache
         for piece in pieces:
-            total += 1 if piece is SPECIAL else self.count_text(piece)
+            if piece is SPECIAL:
+                total += 1
+            else:
+                # count_text, with its cache lookup inlined: most pieces hit.
+                count = cache.get(piece)
+                total += count if count is not None else self._count_new(piece)
         return total
 
     def prompt_tokens(self, body: dict[str, Any], url: str = "/v1/chat/completions", template: str = "qwen3") -> int:
@@ -127,6 +204,35 @@ class TokenCounter:
             texts = [text] if isinstance(text, str) else text
             return sum(self.count_text(t) for t in texts)
         return self.count_pieces(chat_templates.render(body, template))
+
+
+def safe_cut(text: str, end: int) -> int:
+    """The last position at or before ``end`` where ``text`` can be cut
+    without changing its count (right after a newline followed by a
+    non-space character; see the module notes), or 0 when there is none."""
+    newline = text.rfind("\n", 0, end)
+    while newline >= 0:
+        after = newline + 1
+        if after < len(text) and not text[after].isspace():
+            return after
+        newline = text.rfind("\n", 0, newline)
+    return 0
+
+
+def shared_cut(earlier: str, text: str) -> int:
+    """A safe cut of ``text`` within the head it shares with ``earlier``, or
+    0 when they share fewer than SHARED_HEAD characters."""
+    if earlier[:SHARED_HEAD] != text[:SHARED_HEAD]:
+        return 0
+    # Binary search for the length of the common prefix; slices compare in C.
+    low, high = SHARED_HEAD, min(len(earlier), len(text))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if earlier[low:middle] == text[low:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return safe_cut(text, low)
 
 
 def _pieces(text: str) -> list[str]:

@@ -1,0 +1,275 @@
+"""Benchmark: ``batchplan compare`` against the plain approach (plain.py).
+
+    python benchmarks/run.py            # 130 MB files + a 10-line file
+    python benchmarks/run.py --full     # also the 500 MB file (generated once, in about 15 s)
+    python benchmarks/run.py --quick    # files at 1/10 size, for a quick look
+    python benchmarks/run.py --check    # also check that the counts agree
+
+Both commands run as whole processes, side by side: the runs alternate
+(A B B A ...), the median wall time of each is kept, and the ratio is
+plain / batchplan. Peak memory is the largest resident set of any one process
+(``ru_maxrss`` from ``wait4``), and, in one more untimed run of batchplan, the
+peak of the summed proportional set size (PSS: shared pages split between the
+processes sharing them) of its whole process tree, sampled every 0.1 s. It
+prints figures and never fails on time; ``--check`` exits 1 when a count
+differs.
+
+Generated files are kept in benchmarks/data/ (git-ignored) and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import generate  # noqa: E402
+
+# kind: (what the issue asks of it, minimum speed-up)
+TARGETS = {
+    "unique": ("unique content", 1.7),
+    "shared": ("shared system prompt + few-shot", 4.0),
+    "large": ("500 MB file", None),
+    "tiny": ("10 lines: start-up", 1.5),
+}
+RSS_LIMIT_MB = 200
+
+
+def batchplan_command() -> list[str]:
+    script = os.path.join(os.path.dirname(sys.executable), "batchplan")
+    if os.path.exists(script):
+        return [script]
+    found = shutil.which("batchplan")
+    return [found] if found else [sys.executable, "-m", "batchplan"]
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                out += [int(c) for c in handle.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class TreeMemory(threading.Thread):
+    """Samples the summed PSS of a process and its descendants (Linux only)."""
+
+    def __init__(self, pid: int, every: float = 0.1):
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.every = every
+        self.peak_kb = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            pids, todo = [], [self.pid]
+            while todo:
+                pid = todo.pop()
+                pids.append(pid)
+                todo += _children(pid)
+            self.peak_kb = max(self.peak_kb, sum(_pss_kb(p) for p in pids))
+            self.done.wait(self.every)
+
+
+def cpu_ticks() -> tuple[int, int] | None:
+    """(busy, stolen) clock ticks of all CPUs so far, from /proc/stat (Linux)."""
+    try:
+        with open("/proc/stat") as handle:
+            fields = [int(x) for x in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return user + nice + system + irq + softirq, steal
+
+
+def run_once(command: list[str], tree_memory: bool = False) -> dict:
+    """Run ``command``; its wall time, peak RSS of any one process, its
+    output, how much CPU other processes used meanwhile (they skew the
+    timing), and, when asked, the peak PSS of the process tree. Sampling PSS
+    takes CPU from the command, so timed runs do not sample."""
+    ticks = cpu_ticks()
+    start = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    sampler = TreeMemory(child.pid) if tree_memory and os.path.exists("/proc/self/smaps_rollup") else None
+    if sampler:
+        sampler.start()
+    reader = {}
+    # Drain both pipes while the child runs, so it never blocks on a full pipe.
+    threads = [threading.Thread(target=lambda k=k, s=s: reader.__setitem__(k, s.read()))
+               for k, s in (("out", child.stdout), ("err", child.stderr))]
+    for t in threads:
+        t.start()
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    for t in threads:
+        t.join()
+    if sampler:
+        sampler.done.set()
+        sampler.join()
+    # Linux reports ru_maxrss in KB (macOS in bytes).
+    rss_kb = usage.ru_maxrss / 1024 if sys.platform == "darwin" else usage.ru_maxrss
+    cpu = usage.ru_utime + usage.ru_stime
+    other = stolen = None
+    after = cpu_ticks()
+    if ticks and after:
+        hz = os.sysconf("SC_CLK_TCK")
+        # CPU seconds used by everything else, in cores on average.
+        other = max(0.0, ((after[0] - ticks[0]) / hz - cpu) / seconds)
+        stolen = (after[1] - ticks[1]) / hz / seconds
+    return {
+        "cpu_s": cpu,
+        "other_cores": other,
+        "stolen_cores": stolen,
+        "seconds": seconds,
+        "rss_mb": rss_kb / 1024,
+        "pss_mb": sampler.peak_kb / 1024 if sampler else None,
+        "code": child.returncode,
+        "out": reader["out"].decode("utf-8", "replace"),
+        "err": reader["err"].decode("utf-8", "replace"),
+    }
+
+
+def batchplan_tokens(out: str) -> int:
+    return json.loads(out)["total"]["input_tokens"]
+
+
+def plain_tokens(out: str) -> int:
+    for line in out.splitlines():
+        if line.startswith("prompt_tokens "):
+            return int(line.split()[1])
+    raise ValueError("plain.py printed no prompt_tokens")
+
+
+def bench(kind: str, path: str, repeat: int, extra: list[str], check: bool) -> dict:
+    ours = batchplan_command() + ["compare", "--json"] + extra + [path]
+    plain = [sys.executable, os.path.join(HERE, "plain.py"), path]
+    runs = {"batchplan": [], "plain": []}
+    for i in range(repeat):
+        order = (("batchplan", ours), ("plain", plain))
+        for name, command in order if i % 2 == 0 else reversed(order):
+            result = run_once(command)
+            try:
+                result["tokens"] = (batchplan_tokens if name == "batchplan" else plain_tokens)(result["out"])
+            except (ValueError, KeyError, TypeError):
+                sys.exit(f"{name} failed on {path} (exit {result['code']}): {result['err'].strip()[-500:]}")
+            runs[name].append(result)
+    # One more run of batchplan, untimed, for the memory of its process tree.
+    tree = run_once(ours, tree_memory=True)
+    b, p = runs["batchplan"], runs["plain"]
+    row = {
+        "kind": kind,
+        "path": path,
+        "mb": os.path.getsize(path) / 1e6,
+        "batchplan_s": statistics.median(r["seconds"] for r in b),
+        "plain_s": statistics.median(r["seconds"] for r in p),
+        "batchplan_rss_mb": max(r["rss_mb"] for r in b + [tree]),
+        "batchplan_pss_mb": tree["pss_mb"],
+        "plain_rss_mb": max(r["rss_mb"] for r in p),
+        "batchplan_cpu_s": statistics.median(r["cpu_s"] for r in b),
+        "plain_cpu_s": statistics.median(r["cpu_s"] for r in p),
+        "runs": repeat,
+        "batchplan_runs_s": [round(r["seconds"], 3) for r in b],
+        "plain_runs_s": [round(r["seconds"], 3) for r in p],
+    }
+    others = [r["other_cores"] for r in b + p if r["other_cores"] is not None]
+    stolen = [r["stolen_cores"] for r in b + p if r["stolen_cores"] is not None]
+    row["other_cores"] = max(others) if others else None
+    row["stolen_cores"] = max(stolen) if stolen else None
+    row["ratio"] = row["plain_s"] / row["batchplan_s"]
+    if check:
+        ours_n = {r["tokens"] for r in b}
+        plain_n = {r["tokens"] for r in p}
+        row["tokens"] = sorted(ours_n | plain_n)
+        row["same_count"] = len(ours_n) == 1 and ours_n == plain_n
+    return row
+
+
+def show(rows: list[dict]) -> None:
+    print()
+    header = f"{'file':<34} {'MB':>6} {'batchplan s':>11} {'plain s':>8} {'ratio':>6} {'target':>7}  {'peak RSS (any process)':>22} {'tree PSS':>9} {'plain RSS':>9}"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        label, want = TARGETS[row["kind"]]
+        target = f">={want}x" if want else ""
+        pss = f"{row['batchplan_pss_mb']:.0f} MB" if row["batchplan_pss_mb"] else "n/a"
+        print(f"{label:<34} {row['mb']:>6.0f} {row['batchplan_s']:>11.2f} {row['plain_s']:>8.2f} {row['ratio']:>5.2f}x {target:>7}"
+              f"  {row['batchplan_rss_mb']:>19.0f} MB {pss:>9} {row['plain_rss_mb']:>6.0f} MB")
+    print()
+    print(f"ratio = plain time / batchplan time, median of the runs; memory limit {RSS_LIMIT_MB} MB.")
+    for row in rows:
+        if row.get("other_cores") is not None:
+            print(f"{row['kind']}: CPU seconds batchplan {row['batchplan_cpu_s']:.1f}, plain {row['plain_cpu_s']:.1f}; "
+                  f"other processes used up to {row['other_cores']:.2f} cores and the hypervisor stole up to "
+                  f"{row['stolen_cores']:.2f} during a run (both slow the runs down).")
+    for row in rows:
+        if "same_count" in row:
+            verdict = "same" if row["same_count"] else "DIFFERENT"
+            print(f"check {row['kind']}: prompt tokens {verdict}: {', '.join(f'{n:,}' for n in row['tokens'])}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full", action="store_true", help="add the 500 MB file (generated once into benchmarks/data/)")
+    parser.add_argument("--quick", action="store_true", help="files at 1/10 of the full size")
+    parser.add_argument("--only", default=None, help="comma-separated kinds: unique,shared,tiny,large")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each command per file (tiny: 4x as many)")
+    parser.add_argument("--check", action="store_true", help="check that batchplan's and plain.py's prompt tokens agree")
+    parser.add_argument("--workers", type=int, default=None, help="pass --workers N to batchplan")
+    parser.add_argument("--json", dest="json_out", default=None, metavar="PATH", help="also write the figures to PATH")
+    args = parser.parse_args(argv)
+
+    kinds = ["unique", "shared", "tiny"] + (["large"] if args.full else [])
+    if args.only:
+        kinds = [k for k in args.only.split(",") if k]
+        unknown = set(kinds) - set(TARGETS)
+        if unknown:
+            parser.error(f"unknown kind(s): {', '.join(sorted(unknown))}")
+    scale = 0.1 if args.quick else 1.0
+    extra = ["--workers", str(args.workers)] if args.workers else []
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"{cores} cores, load average {load:.2f}; python {sys.version.split()[0]}; batchplan: {' '.join(batchplan_command())}")
+    rows = []
+    for kind in kinds:
+        path = generate.generate(kind, scale)
+        repeat = args.repeat * 4 if kind == "tiny" else args.repeat
+        print(f"timing {kind}: {path} ({os.path.getsize(path) / 1e6:.0f} MB), {repeat} runs each ...", flush=True)
+        rows.append(bench(kind, path, repeat, extra, args.check))
+    show(rows)
+    if args.json_out:
+        with open(args.json_out, "w") as handle:
+            json.dump({"cores": cores, "load": load, "rows": rows}, handle, indent=2)
+    if args.check and not all(r["same_count"] for r in rows):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
