@@ -99,8 +99,20 @@ def load_encoding(path: str | None = None):
     return tiktoken.Encoding("Qwen", pat_str=PAT_STR, mergeable_ranks=ranks, special_tokens=specials)
 
 
+_SHARED_ENCODING = None
+
+
+def shared_encoding():
+    """The Qwen encoding, loaded once per process and shared by every counter
+    (it is immutable; loading it is most of start-up)."""
+    global _SHARED_ENCODING
+    if _SHARED_ENCODING is None:
+        _SHARED_ENCODING = load_encoding()
+    return _SHARED_ENCODING
+
+
 class TokenCounter:
-    """Counts prompt tokens. Load once per process; counting is pure."""
+    """Counts prompt tokens. The vocabulary loads once per process; counting is pure."""
 
     def __init__(self, encoding: Any = None, cache: bool = True):
         self._encoding = encoding
@@ -113,7 +125,7 @@ class TokenCounter:
     @property
     def encoding(self):
         if self._encoding is None:
-            self._encoding = load_encoding()
+            self._encoding = shared_encoding()
         return self._encoding
 
     def count_text(self, text: str) -> int:
