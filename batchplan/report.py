@@ -228,7 +228,10 @@ class PerRequestWriter:
         self.format = per_request_format(path)
         folder = os.path.dirname(os.path.abspath(path))
         self._tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-        self._handle = open(self._tmp, "w", encoding="utf-8", newline="")
+        try:
+            self._handle = open(self._tmp, "w", encoding="utf-8", newline="")
+        except OSError as exc:  # name the user's path, not our temporary one
+            raise OSError(exc.errno, exc.strerror, path) from None
         fields = PER_REQUEST_FIELDS + (("file",) if multi_file else ())
         if self.format == "csv":
             self._csv = csv.DictWriter(self._handle, fieldnames=fields, extrasaction="ignore")
