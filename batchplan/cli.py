@@ -166,11 +166,11 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
       1  some lines are invalid (they are listed; the plan is still printed)
       2  usage error, unreadable input, or no requests at all
     """
-    from .plan import plan_files
+    from .plan import plan_files, unique_paths
     from .reading import InputError
     from .report import PerRequestWriter, document, per_request_format, table, warning_lines
 
-    paths = expand_paths(files)
+    paths = unique_paths(expand_paths(files))
     catalog = load_catalog_or_fail(prices_file)
     assumption = output_assumption(output_tokens, output_ratio, calibrate)
     writer = None
@@ -244,11 +244,15 @@ def prices(region, prices_file, as_json):
 
 
 def main() -> None:
+    # Not click's standalone mode, which turns Ctrl-C into "Aborted!" and exit 1.
     try:
-        cli(prog_name="batchplan")
-    except KeyboardInterrupt:
+        cli.main(prog_name="batchplan", standalone_mode=False)
+    except (KeyboardInterrupt, click.exceptions.Abort):
         click.echo("batchplan: interrupted", err=True)
         sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
 
 
 # The Batch API commands live beside this module; importing them registers
