@@ -124,6 +124,9 @@ def resolve_connection(region: str | None = None, base_url: str | None = None,
             f"{API_KEY_ENV} is not set: export the DashScope API key of the region you call "
             f"({_safe_url(url)}); keys differ between intl and cn"
         )
+    if key is not None and not (key.isascii() and key.isprintable()):
+        # An HTTP header cannot carry it; say so without showing it.
+        raise MissingKey(f"{API_KEY_ENV} holds characters an API key cannot have (it is not printable ASCII)")
     return Connection(url, key)
 
 

@@ -15,7 +15,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-REGIONS = ("intl", "cn")
 DEFAULT_REGION = "intl"
 
 # Dated snapshots such as qwen-max-2025-01-25 bill as their base model
@@ -168,7 +167,7 @@ class Catalog:
                 self.models[name] = _model(name, m, self.regions)
                 for alias in m.get("aliases", ()):
                     self._aliases[alias] = name
-        except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError, InvalidOperation) as exc:
             raise CatalogError(f"catalog does not follow the schema: {exc!r}") from None
         self._cache: dict[str, Model | None] = {}
 
@@ -308,3 +307,5 @@ def load_catalog(prices_file: str | Path | None = None) -> Catalog:
         return catalog.merged(overlay)
     except CatalogError as exc:
         raise CatalogError(f"{path}: {exc}") from None
+    except (AttributeError, TypeError, ValueError) as exc:  # a section of the wrong shape
+        raise CatalogError(f"{path}: catalog does not follow the schema: {exc!r}") from None

@@ -59,10 +59,26 @@ class Amount(click.ParamType):
             self.fail(f"{value!r} is not a number", param, ctx)
         if not amount.is_finite() or amount < 0:
             self.fail("must be a number of zero or more", param, ctx)
+        if amount > self.LARGEST:
+            self.fail(f"must be at most {self.LARGEST:,}", param, ctx)
         return amount
+
+    LARGEST = Decimal(10) ** 12
 
 
 AMOUNT = Amount()
+
+
+class Seconds(click.FloatRange):
+    """A finite number of seconds (click's FloatRange lets nan and inf through)."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        seconds = super().convert(value, param, ctx)
+        if seconds != seconds or seconds in (float("inf"), float("-inf")):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return seconds
 
 
 def expand_paths(patterns: tuple[str, ...]) -> list[str]:
@@ -250,6 +266,11 @@ def main() -> None:
     except (KeyboardInterrupt, click.exceptions.Abort):
         click.echo("batchplan: interrupted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        # One line, like every other error, with where to look.
+        command = exc.ctx.command_path if exc.ctx else "batchplan"
+        click.echo(f"batchplan: error: {exc.format_message()} (see '{command} --help')", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -22,7 +22,7 @@ import time
 
 import click
 
-from .cli import AMOUNT, EXIT_INVALID_LINES, EXIT_OK, EXIT_USAGE, Fail, cli, load_catalog_or_fail, progress_bar
+from .cli import AMOUNT, EXIT_INVALID_LINES, EXIT_OK, EXIT_USAGE, Fail, Seconds, cli, load_catalog_or_fail, progress_bar
 
 EXIT_BATCH_FAILED = 1  # wait: the batch failed, expired or was cancelled
 EXIT_STILL_RUNNING = 3  # wait: --timeout passed before the batch ended
@@ -34,7 +34,7 @@ def _connection_options(region_help: str):
         f = click.option("--max-retries", type=click.IntRange(0, 10), default=2, show_default=True,
                          help="Retries of a call answered with 429/5xx or cut off. A batch create is never "
                               "retried blindly: a lost answer is looked up first.")(f)
-        f = click.option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
+        f = click.option("--request-timeout", type=Seconds(min=0, min_open=True), default=60.0,
                          show_default=True, metavar="SECONDS", help="How long to wait for each call's answer.")(f)
         f = click.option("--base-url", default=None, metavar="URL",
                          help="API base URL; overrides $DASHSCOPE_BASE_URL and --region.")(f)
@@ -381,11 +381,11 @@ def list_batches(region, base_url, request_timeout, max_retries, limit, after, s
 @cli.command()
 @click.argument("batch_id", required=False)
 @_connection_options("[default: the ledger's, else intl]")
-@click.option("--interval", type=click.FloatRange(min=0), default=5.0, show_default=True, metavar="SECONDS",
+@click.option("--interval", type=Seconds(min=0), default=5.0, show_default=True, metavar="SECONDS",
               help="First wait between polls; it grows 1.5x while nothing changes.")
-@click.option("--max-interval", type=click.FloatRange(min=0), default=60.0, show_default=True, metavar="SECONDS",
+@click.option("--max-interval", type=Seconds(min=0), default=60.0, show_default=True, metavar="SECONDS",
               help="Longest wait between polls.")
-@click.option("--timeout", "wait_timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+@click.option("--timeout", "wait_timeout", type=Seconds(min=0), default=None, metavar="SECONDS",
               help="Give up after this long (exit 3); the batch keeps running.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no status changes on stderr.")
 def wait(batch_id, region, base_url, request_timeout, max_retries, interval, max_interval, wait_timeout, quiet):

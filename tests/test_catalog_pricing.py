@@ -134,6 +134,8 @@ def test_user_catalog_merges_over_the_shipped_one(tmp_path):
     ("[]", "JSON object"),
     (json.dumps({"models": {"x": {"prices": {"intl": {"tiers": [{"input": "abc", "output": "1"}]}}}}}), "schema"),
     (json.dumps({"models": {"x": {"prices": {"mars": {"tiers": [{"input": "1", "output": "1"}]}}}}}), "unknown region"),
+    (json.dumps({"models": 5}), "schema"),
+    (json.dumps({"models": {"qwen-plus": {"prices": 5}}}), "schema"),
 ])
 def test_bad_user_catalog_is_a_one_line_error(tmp_path, content, reason):
     bad = tmp_path / "bad.json"

@@ -245,3 +245,23 @@ def test_partial_plans_merge(write_batch):
 def test_module_entry_point_and_help():
     result = subprocess.run([sys.executable, "-m", "batchplan", "compare", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "Exit codes" in result.stdout and "--per-request" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["compare"], "Missing argument"),
+    (["compare", str(SAMPLES / "thinking.jsonl"), "--output-ratio", "1e999999"], "--output-ratio"),
+    (["compare", str(SAMPLES / "thinking.jsonl"), "--sample", "0"], "--sample"),
+    (["wait", "batch_x", "--interval", "nan"], "--interval"),
+])
+def test_usage_errors_are_one_line_from_the_console_script(args, message):
+    result = subprocess.run([sys.executable, "-m", "batchplan", *args], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.startswith("batchplan: error: ") and result.stderr.count("\n") == 1
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_key_that_cannot_be_sent_is_refused_without_showing_it():
+    env = {**os.environ, "DASHSCOPE_API_KEY": "sk-secret\u00e9", "DASHSCOPE_BASE_URL": "http://127.0.0.1:9"}
+    result = subprocess.run([sys.executable, "-m", "batchplan", "status", "batch_x"], capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and "printable ASCII" in result.stderr
+    assert "secret" not in result.stderr + result.stdout and "Traceback" not in result.stderr
