@@ -270,13 +270,6 @@ class BatchClient:
             raise self._error(what, exc) from None
         return written
 
-    def download_content(self, file_id: str) -> bytes:
-        import io
-
-        buf = io.BytesIO()
-        self.download(file_id, buf)
-        return buf.getvalue()
-
     def find_batches_for_file(self, input_file_id: str, since: float | None = None) -> list[dict[str, Any]]:
         """Batches whose input is ``input_file_id``, newest first.
 

@@ -126,6 +126,23 @@ def output_assumption(output_tokens, output_ratio, calibrate):
     return OutputAssumption()
 
 
+def os_error_message(exc: OSError, name: str = "") -> str:
+    """An OSError as one line naming the file."""
+    return f"{exc.filename or name}: {exc.strerror or exc}"
+
+
+def file_size(*paths: str) -> int:
+    """Bytes in the regular files among ``paths`` (0 for anything else), for
+    a progress bar's total."""
+    total = 0
+    for path in paths:
+        try:
+            total += os.path.getsize(path) if os.path.isfile(path) else 0
+        except OSError:
+            pass
+    return total
+
+
 def refuse_overwrite(path: str, force: bool) -> None:
     if os.path.exists(path) and not force:
         raise Fail(f"{path}: already exists; pass --force to overwrite it")
@@ -196,7 +213,7 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--per-request") from None
         refuse_overwrite(per_request, force)
-    sizes = sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
+    sizes = file_size(*paths)
     try:
         if per_request:
             writer = PerRequestWriter(per_request, multi_file=len(paths) > 1)
@@ -220,7 +237,7 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
     except OSError as exc:
         if writer:
             writer.abort()
-        raise Fail(f"{exc.filename or ''}: {exc.strerror or exc}") from None
+        raise Fail(os_error_message(exc)) from None
     except BaseException:
         if writer:
             writer.abort()

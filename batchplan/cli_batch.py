@@ -22,7 +22,20 @@ import time
 
 import click
 
-from .cli import AMOUNT, EXIT_INVALID_LINES, EXIT_OK, EXIT_USAGE, Fail, Seconds, cli, load_catalog_or_fail, progress_bar
+from .cli import (
+    AMOUNT,
+    EXIT_INVALID_LINES,
+    EXIT_OK,
+    EXIT_USAGE,
+    Fail,
+    Seconds,
+    cli,
+    file_size,
+    load_catalog_or_fail,
+    os_error_message,
+    progress_bar,
+    refuse_overwrite,
+)
 
 EXIT_BATCH_FAILED = 1  # wait: the batch failed, expired or was cancelled
 EXIT_STILL_RUNNING = 3  # wait: --timeout passed before the batch ended
@@ -43,10 +56,6 @@ def _connection_options(region_help: str):
     return decorate
 
 
-def _os_message(exc: OSError, name: str = "") -> str:
-    return f"{exc.filename or name}: {exc.strerror or exc}"
-
-
 @contextlib.contextmanager
 def _failures():
     """Service, connection and ledger errors as one line and exit 2."""
@@ -58,7 +67,7 @@ def _failures():
     except (BatchAPIError, LedgerError) as exc:
         raise Fail(str(exc), EXIT_USAGE) from None
     except OSError as exc:
-        raise Fail(_os_message(exc), EXIT_USAGE) from None
+        raise Fail(os_error_message(exc), EXIT_USAGE) from None
 
 
 def _resolve(region, base_url, **options):
@@ -242,7 +251,7 @@ def _run_submission(conn, ledger, entry, upload_path, timeout, retries, quiet, c
         raise Fail(f"{exc}; once it is writable, run the same command again: it finds any batch this run "
                    "made instead of creating another", EXIT_USAGE) from None
     except OSError as exc:
-        raise Fail(_os_message(exc, upload_path), EXIT_USAGE) from None
+        raise Fail(os_error_message(exc, upload_path), EXIT_USAGE) from None
     except BatchAPIError as exc:
         hint = ("; the submission is recorded: run the same command again to finish it "
                 "(it will not create a second batch)") if ledger.get(entry.token).pending else ""
@@ -257,11 +266,7 @@ def _check(path, catalog, region, quiet):
     from .reading import InputError
 
     try:
-        size = os.path.getsize(path) if os.path.isfile(path) else 0
-    except OSError:
-        size = 0
-    try:
-        with progress_bar(size, quiet, "validating") as bar:
+        with progress_bar(file_size(path), quiet, "validating") as bar:
             # The worst case, whatever else is wanted: it is what a budget guards.
             return check_file(path, catalog=catalog, region=region, output=OutputAssumption(), on_progress=bar.update)
     except InputError as exc:
@@ -290,7 +295,7 @@ def _write_test_copy(src, dest, limits) -> None:
     except InputError as exc:
         raise Fail(str(exc)) from None
     except OSError as exc:
-        raise Fail(_os_message(exc, dest)) from None
+        raise Fail(os_error_message(exc, dest)) from None
 
 
 # -- status / list / wait / cancel / download ----------------------------------------
@@ -503,8 +508,7 @@ def download(batch_id, region, base_url, request_timeout, max_retries, out_dir, 
         for _, _, path in targets:  # all refusals before any download
             if os.path.isdir(path):
                 raise Fail(f"{path}: is a directory")
-            if os.path.exists(path) and not force:
-                raise Fail(f"{path}: already exists; pass --force to overwrite it")
+            refuse_overwrite(path, force)
         try:
             os.makedirs(out_dir, exist_ok=True)
         except OSError as exc:

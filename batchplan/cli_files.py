@@ -7,13 +7,12 @@ and ``split``.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 
 import click
 
-from .cli import EXIT_INVALID_LINES, EXIT_OK, Fail, cli, load_catalog_or_fail, progress_bar
+from .cli import EXIT_INVALID_LINES, EXIT_OK, Fail, cli, file_size, load_catalog_or_fail, os_error_message, progress_bar
 
 VALIDATE_SCHEMA = "batchplan.validate/1"
 # Violations printed in text mode; --json lists all that were kept.
@@ -109,7 +108,7 @@ def validate(file, region, prices_file, as_json, quiet):
     from .reading import InputError
 
     catalog = load_catalog_or_fail(prices_file)
-    size = _size_of(file)
+    size = file_size(file)
     try:
         with progress_bar(size, quiet or as_json, "validating") as bar:
             result = check_file(file, catalog=catalog, region=region, on_progress=bar.update)
@@ -161,13 +160,6 @@ def _summary(result, total: int) -> str:
         return f"{result.path}: valid: " + ", ".join(facts)
     counts = ", ".join(f"{rule} {n:,}" for rule, n in sorted(result.violation_counts.items()))
     return f"{result.path}: invalid: {total:,} violation(s) ({counts}); " + ", ".join(facts)
-
-
-def _size_of(path: str) -> int:
-    try:
-        return os.path.getsize(path) if os.path.isfile(path) else 0
-    except OSError:
-        return 0
 
 
 @cli.command()
@@ -222,13 +214,13 @@ def split(file, out_dir, max_lines, max_bytes, force, region, prices_file, quiet
     if max_bytes is not None and max_bytes > limits.max_file_bytes:
         raise click.BadParameter(f"at most {limits.max_file_bytes:,} bytes, the Batch API limit", param_hint="--max-bytes")
     try:
-        with progress_bar(_size_of(file), quiet, "splitting") as bar:
+        with progress_bar(file_size(file), quiet, "splitting") as bar:
             manifest = split_file(file, out_dir, max_lines=max_lines, max_bytes=max_bytes, catalog=catalog,
                                   force=force, on_progress=bar.update)
     except (InputError, SplitError) as exc:
         raise Fail(str(exc)) from None
     except OSError as exc:
-        raise Fail(f"{exc.filename or out_dir}: {exc.strerror or exc}") from None
+        raise Fail(os_error_message(exc, out_dir)) from None
     for part in manifest.files:
         mode = "thinking" if part.thinking else "non-thinking"
         click.echo(f"{part.path}: {part.lines:,} lines, {part.bytes:,} bytes, {part.model}, {mode}, {part.url}")

@@ -7,7 +7,18 @@ import sys
 
 import click
 
-from .cli import AMOUNT, EXIT_USAGE, Fail, cli, load_catalog_or_fail, output_assumption, progress_bar, refuse_overwrite
+from .cli import (
+    AMOUNT,
+    EXIT_USAGE,
+    Fail,
+    cli,
+    file_size,
+    load_catalog_or_fail,
+    os_error_message,
+    output_assumption,
+    progress_bar,
+    refuse_overwrite,
+)
 
 MAX_FAILED_SHOWN = 20
 
@@ -63,15 +74,14 @@ def reconcile(input_file, output_file, errors_file, region, prices_file, output_
                 if given and os.path.exists(given) and os.path.samefile(given, retry_path):
                     raise Fail(f"{retry_path}: is one of the files being reconciled; choose another --retry path")
         refuse_overwrite(retry_path, force)
-    size = os.path.getsize(input_file) if os.path.isfile(input_file) else 0
     try:
-        with progress_bar(size, quiet, "planning") as bar:
+        with progress_bar(file_size(input_file), quiet, "planning") as bar:
             rec = run(input_file, output_file, errors_file, catalog=catalog, region=region, output=assumption,
                       workers=workers, on_progress=bar.update)
     except (InputError, ReconcileError) as exc:
         raise Fail(str(exc)) from None
     except OSError as exc:
-        raise Fail(f"{exc.filename or ''}: {exc.strerror or exc}") from None
+        raise Fail(os_error_message(exc)) from None
     if rec.total().requests == 0:
         raise Fail(f"{input_file}: no requests with a custom_id", EXIT_USAGE)
 

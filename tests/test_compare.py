@@ -74,7 +74,7 @@ def test_bad_line_is_reported_with_number_and_reason_and_the_rest_is_planned(run
     assert doc["requests"] == 2 and doc["invalid_lines"] == 1
     (error,) = doc["errors"]
     assert error["line"] == 2 and reason in error["reason"]
-    assert f"invalid line: 2: " in result.stderr and "Traceback" not in result.stderr
+    assert "invalid line: 2: " in result.stderr and "Traceback" not in result.stderr
 
 
 def test_blank_lines_crlf_and_bom_are_tolerated(run, write_batch, tmp_path):
