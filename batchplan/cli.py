@@ -81,6 +81,17 @@ class Seconds(click.FloatRange):
         return seconds
 
 
+def region_option(help_text: str = "Region: intl (Singapore, USD) or cn (Beijing, CNY)."):
+    """--region, intl by default."""
+    return click.option("--region", type=click.Choice(["intl", "cn"]), default="intl", show_default=True, help=help_text)
+
+
+PRICES_OPTION = click.option(
+    "--prices", "prices_file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+    help="Your own catalog JSON, merged over the shipped one (same schema, see docs/catalog.md).",
+)
+
+
 def expand_paths(patterns: tuple[str, ...]) -> list[str]:
     """Paths as given, with globs expanded (for shells that do not)."""
     paths: list[str] = []
@@ -165,10 +176,8 @@ def progress_bar(total: int, quiet: bool, desc: str):
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
-@click.option("--region", type=click.Choice(["intl", "cn"]), default="intl", show_default=True,
-              help="Price region: intl (Singapore, USD) or cn (Beijing, CNY).")
-@click.option("--prices", "prices_file", type=click.Path(dir_okay=False), default=None,
-              help="Your own catalog JSON, merged over the shipped one (same schema, see docs/catalog.md).")
+@region_option("Price region: intl (Singapore, USD) or cn (Beijing, CNY).")
+@PRICES_OPTION
 @click.option("--output-tokens", type=click.IntRange(min=0), default=None,
               help="Expected output tokens per request, instead of the worst case.")
 @click.option("--output-ratio", type=AMOUNT, default=None, metavar="R",
@@ -259,9 +268,8 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
 
 
 @cli.command()
-@click.option("--region", type=click.Choice(["intl", "cn"]), default="intl", show_default=True)
-@click.option("--prices", "prices_file", type=click.Path(dir_okay=False), default=None,
-              help="Your own catalog JSON, merged over the shipped one.")
+@region_option()
+@PRICES_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the merged catalog as JSON.")
 def prices(region, prices_file, as_json):
     """Print the price catalog: prices per tier, limits, sources and dates."""

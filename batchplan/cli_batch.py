@@ -27,6 +27,7 @@ from .cli import (
     EXIT_INVALID_LINES,
     EXIT_OK,
     EXIT_USAGE,
+    PRICES_OPTION,
     Fail,
     Seconds,
     cli,
@@ -117,8 +118,7 @@ def _echo_lines(lines, err=False) -> None:
 @click.option("--max-cost", type=AMOUNT, default=None, metavar="AMOUNT",
               help="Refuse when the worst-case batch cost is over AMOUNT (in the region's currency), "
                    "or cannot be known.")
-@click.option("--prices", "prices_file", type=click.Path(dir_okay=False), default=None,
-              help="Your own catalog JSON, merged over the shipped one.")
+@PRICES_OPTION
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
 @click.option("--dry-run", is_flag=True, help="Validate, plan and check everything, but upload nothing.")
 @click.option("--test", "test_run", is_flag=True,

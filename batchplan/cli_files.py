@@ -12,7 +12,18 @@ import sys
 
 import click
 
-from .cli import EXIT_INVALID_LINES, EXIT_OK, Fail, cli, file_size, load_catalog_or_fail, os_error_message, progress_bar
+from .cli import (
+    EXIT_INVALID_LINES,
+    EXIT_OK,
+    PRICES_OPTION,
+    Fail,
+    cli,
+    file_size,
+    load_catalog_or_fail,
+    os_error_message,
+    progress_bar,
+    region_option,
+)
 
 VALIDATE_SCHEMA = "batchplan.validate/1"
 # Violations printed in text mode; --json lists all that were kept.
@@ -20,10 +31,7 @@ SHOW_VIOLATIONS = 50
 # Rejected lines split prints; the manifest lists them all.
 SHOW_REJECTED = 20
 
-REGION = click.option("--region", type=click.Choice(["intl", "cn"]), default="intl", show_default=True,
-                      help="Region: intl (Singapore) or cn (Beijing). The models offered for batch differ.")
-PRICES = click.option("--prices", "prices_file", type=click.Path(dir_okay=False), default=None,
-                      help="Your own catalog JSON merged over the shipped one (models, limits, batch_limits).")
+REGION = region_option("Region: intl (Singapore) or cn (Beijing). The models offered for batch differ.")
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
@@ -53,7 +61,7 @@ class Size(click.ParamType):
 @cli.command()
 @click.argument("file", metavar="FILE")
 @REGION
-@PRICES
+@PRICES_OPTION
 @click.option("--json", "as_json", is_flag=True,
               help=f"Print one JSON document (schema {VALIDATE_SCHEMA}) instead of text.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line; violations still print.")
@@ -172,7 +180,7 @@ def _summary(result, total: int) -> str:
               help="Bytes per part at most: 500000, 100MB (x1000), 6MiB (x1024) [default: the Batch API limit, 500 MiB].")
 @click.option("--force", is_flag=True, help="Overwrite parts and manifest of an earlier split of FILE in DIR.")
 @REGION
-@PRICES
+@PRICES_OPTION
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def split(file, out_dir, max_lines, max_bytes, force, region, prices_file, quiet):
     """Split FILE into batch files the Batch API accepts, in DIR.

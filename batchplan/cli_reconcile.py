@@ -10,6 +10,7 @@ import click
 from .cli import (
     AMOUNT,
     EXIT_USAGE,
+    PRICES_OPTION,
     Fail,
     cli,
     file_size,
@@ -18,6 +19,7 @@ from .cli import (
     output_assumption,
     progress_bar,
     refuse_overwrite,
+    region_option,
 )
 
 MAX_FAILED_SHOWN = 20
@@ -28,10 +30,8 @@ MAX_FAILED_SHOWN = 20
 @click.argument("output_file", metavar="OUTPUT", type=click.Path(dir_okay=False))
 @click.option("--errors", "errors_file", type=click.Path(dir_okay=False), default=None, metavar="ERRORS",
               help="The batch's error file (failed lines), if it has one.")
-@click.option("--region", type=click.Choice(["intl", "cn"]), default="intl", show_default=True,
-              help="Region the batch ran in: intl (Singapore, USD) or cn (Beijing, CNY).")
-@click.option("--prices", "prices_file", type=click.Path(dir_okay=False), default=None,
-              help="Your own catalog JSON, merged over the shipped one.")
+@region_option("Region the batch ran in: intl (Singapore, USD) or cn (Beijing, CNY).")
+@PRICES_OPTION
 @click.option("--output-tokens", type=click.IntRange(min=0), default=None,
               help="The output tokens per request the estimate assumed (default: the worst case).")
 @click.option("--output-ratio", type=AMOUNT, default=None, metavar="R",
