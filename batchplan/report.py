@@ -99,7 +99,7 @@ def table(result: BatchPlan) -> str:
     align = ("left", "left") + ("right",) * 6
     lines = [tabulate(body, headers, tablefmt="simple", colalign=align, disable_numparse=True)]
     if len(result.files) > 1:
-        file_rows = [_row([path, ""], p.total())[0:1] + _row([path, ""], p.total())[2:] for path, p in result.files.items()]
+        file_rows = [_row([path], p.total()) for path, p in result.files.items()]
         lines.append("")
         lines.append(tabulate(file_rows, ["file"] + headers[2:], tablefmt="simple", colalign=("left",) + ("right",) * 6, disable_numparse=True))
     lines.append("")
