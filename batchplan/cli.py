@@ -225,7 +225,7 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
     sizes = file_size(*paths)
     try:
         if per_request:
-            writer = PerRequestWriter(per_request, multi_file=len(paths) > 1)
+            writer = PerRequestWriter(per_request)
         with progress_bar(sizes, quiet, "planning") as bar:
             if sample is not None:
                 from .sampling import parse_sample, plan_sample

@@ -25,11 +25,13 @@ from .cli import (
     region_option,
 )
 
+from .reading import SHOW_LINES, at_line
+
 VALIDATE_SCHEMA = "batchplan.validate/1"
 # Violations printed in text mode; --json lists all that were kept.
-SHOW_VIOLATIONS = 50
+SHOW_VIOLATIONS = SHOW_LINES
 # Rejected lines split prints; the manifest lists them all.
-SHOW_REJECTED = 20
+SHOW_REJECTED = SHOW_LINES
 
 REGION = region_option("Region: intl (Singapore) or cn (Beijing). The models offered for batch differ.")
 
@@ -129,8 +131,8 @@ def validate(file, region, prices_file, as_json, quiet):
     else:
         total = sum(result.violation_counts.values())
         for v in result.violations[:SHOW_VIOLATIONS]:
-            where = f"{result.path}:{v.line}" if v.line is not None else result.path
-            click.echo(f"{where}: {v.rule}: {v.message}")
+            reason = f"{v.rule}: {v.message}"
+            click.echo(at_line(result.path, v.line, reason) if v.line is not None else f"{result.path}: {reason}")
         if total > SHOW_VIOLATIONS:
             click.echo(f"... and {total - min(SHOW_VIOLATIONS, len(result.violations)):,} more")
         if not quiet:
@@ -237,7 +239,7 @@ def split(file, out_dir, max_lines, max_bytes, force, region, prices_file, quiet
         if not offered_for_batch(catalog, region, model):
             click.echo(f"batchplan: warning: {model} is not offered for batch in {region}", err=True)
     for r in manifest.rejected[:SHOW_REJECTED]:
-        click.echo(f"{file}:{r.line}: left out: {r.reason}", err=True)
+        click.echo(at_line(file, r.line, f"left out: {r.reason}"), err=True)
     if manifest.rejected_count > SHOW_REJECTED:
         click.echo(f"... and {manifest.rejected_count - SHOW_REJECTED:,} more left out (all in {manifest.path})", err=True)
     if not manifest.ok:

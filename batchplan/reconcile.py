@@ -39,8 +39,9 @@ from .aggregate import PlannedRequest, add_money
 from .catalog import Catalog
 from .output import OutputAssumption
 from .pricing import price_request
-from .reading import InputError, open_input, read_blocks
+from .reading import InputError, at_line, open_input, read_blocks
 from .report import exact
+from .validate import _kind, json_reason
 
 JSON_SCHEMA = "batchplan.reconcile/1"
 # Per-request lists (prompt-token mismatches, unexpected ids) kept for the
@@ -138,9 +139,9 @@ def _json_lines(handle: BinaryIO, name: str, error: type[ValueError]) -> Iterato
                 try:
                     doc = orjson.loads(line.raw)
                 except orjson.JSONDecodeError as exc:
-                    raise error(f"{name}: line {line.number}: not valid JSON ({str(exc).split(':', 1)[0]})") from None
+                    raise error(at_line(name, line.number, json_reason(line, exc))) from None
                 if not isinstance(doc, dict):
-                    raise error(f"{name}: line {line.number}: not a JSON object")
+                    raise error(at_line(name, line.number, f"not a JSON object (found {_kind(doc)})"))
                 yield line.number, doc
     except InputError as exc:
         raise error(str(exc)) from None

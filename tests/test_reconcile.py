@@ -305,7 +305,7 @@ def test_bad_json_line_in_output_is_a_one_line_error(tmp_path):
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith(f"batchplan: error: {bad}: line 2: not valid JSON")
+    assert lines[0].startswith(f"batchplan: error: {bad}:2: not valid JSON")
     assert "Traceback" not in result.stderr
 
 
@@ -319,7 +319,7 @@ def test_missing_files_exit_2(tmp_path):
 def test_read_results_raises_one_line(tmp_path):
     bad = tmp_path / "e.jsonl"
     bad.write_text('{"custom_id": "1"}\n\n[1, 2]\n')
-    with pytest.raises(ReconcileError, match=r"e\.jsonl: line 3: not a JSON object$"):
+    with pytest.raises(ReconcileError, match=r"e\.jsonl:3: not a JSON object \(found an array\)$"):
         list(read_results(str(bad)))
 
 
@@ -340,7 +340,7 @@ def test_calibration_errors(tmp_path):
         calibrate_from_output(str(ERRORS_FILE))
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(REAL.read_bytes() + b"{not json\n")
-    with pytest.raises(CalibrationError, match=r"bad\.jsonl: line 3: not valid JSON"):
+    with pytest.raises(CalibrationError, match=r"bad\.jsonl:3: not valid JSON"):
         calibrate_from_output(str(bad))
 
 
