@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, BinaryIO, Callable, Iterator
 
@@ -290,6 +290,7 @@ class Reconciliation:
     duplicate_results: int = 0  # custom_ids seen more than once in the results
     duplicate_inputs: int = 0  # custom_ids used by more than one input line
     unidentified: int = 0  # result lines without a custom_id
+    invalid: list[str] = field(default_factory=list)  # the first KEEP invalid input lines, as PATH:LINE: reason
     input_path: str | None = None
     output_path: str | None = None
     errors_path: str | None = None
@@ -329,6 +330,7 @@ class Reconciler:
         self.duplicate_results = 0
         self.duplicate_inputs = 0
         self.unidentified = 0
+        self.invalid: list[str] = []
 
     def _figures(self, model: str | None) -> Figures:
         return self.models.setdefault(model or _UNKNOWN_MODEL, Figures())
@@ -337,6 +339,8 @@ class Reconciler:
         """One planned input line (``plan_files(on_request=...)``)."""
         if r.error is not None:
             self.invalid_lines += 1
+            if len(self.invalid) < KEEP:
+                self.invalid.append(at_line(r.file, r.line, r.error))
             if not r.custom_id:
                 return
         if r.custom_id in self.facts:
@@ -455,6 +459,7 @@ class Reconciler:
             duplicate_results=self.duplicate_results,
             duplicate_inputs=self.duplicate_inputs,
             unidentified=self.unidentified,
+            invalid=self.invalid,
             **paths,
         )
 
@@ -638,6 +643,7 @@ def document(rec: Reconciliation, retry: dict[str, Any] | None = None) -> dict[s
         "models": [{"model": model, **_figures_doc(f)} for model, f in rec.models.items()],
         "total": _figures_doc(total),
         "invalid_lines": rec.invalid_lines,
+        "invalid": rec.invalid,
         "duplicate_results": rec.duplicate_results,
         "duplicate_inputs": rec.duplicate_inputs,
         "unidentified_results": rec.unidentified,

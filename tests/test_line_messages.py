@@ -124,3 +124,22 @@ def test_a_compressed_file_given_by_mistake_is_one_error_and_exit_2(run, tmp_pat
         result = run(*args)
         assert result.exit_code == 2, args
         assert result.stderr.strip() == message, args
+
+
+def test_reconcile_names_input_and_result_lines(run, tmp_path, monkeypatch):
+    from conftest import FIXTURES
+
+    monkeypatch.chdir(tmp_path)
+    source = (FIXTURES / "reconcile" / "input.jsonl").read_bytes().splitlines()
+    (tmp_path / "in.jsonl").write_bytes(b"\n".join(source[:2] + [b'{"custom_id":"x","method":"GET"}']) + b"\n")
+    output = (FIXTURES / "reconcile" / "output.jsonl").read_bytes().splitlines()
+    # custom_id 5 (a failure) is not in this input: it is named by its line in the output.
+    failed_at = next(n for n, l in enumerate(output, start=1) if b'"custom_id":"5"' in l)
+    (tmp_path / "out.jsonl").write_bytes(b"\n".join(output) + b"\n")
+    result = run("reconcile", "in.jsonl", "out.jsonl")
+    lines = result.stdout.splitlines()
+    assert "in.jsonl:3: method must be POST, not 'GET'" in lines
+    assert (f"out.jsonl:{failed_at}: failed (custom_id 5, not in the input): data_inspection_failed: "
+            "Input data may contain inappropriate content.") in lines
+    assert json.loads(run("reconcile", "in.jsonl", "out.jsonl", "--json").stdout)["invalid"] == [
+        "in.jsonl:3: method must be POST, not 'GET'"]

@@ -247,9 +247,11 @@ def test_table_output():
     out = result.stdout
     assert "75.0%" in out
     assert "0.000045" in out  # actual batch cost 0.00004485, rounded for display
-    assert "failed: 5 (line 5): data_inspection_failed: Input data may contain inappropriate content." in out
-    assert "failed: 6 (line 6): InternalError" in out
-    assert "missing: 7 (line 7)" in out
+    lines = out.splitlines()
+    assert f"{INPUT}:5: failed (custom_id 5): data_inspection_failed: Input data may contain inappropriate content." in lines
+    assert any(l.startswith(f"{INPUT}:6: failed (custom_id 6): InternalError") for l in lines)
+    assert f"{INPUT}:7: missing (custom_id 7): in neither the output nor the error file" in lines
+    assert f"{INPUT}:2: prompt tokens differ (custom_id 2): estimated 20, actual 36 (+16)" in lines
     assert "upper bound" in out
 
 
