@@ -27,7 +27,6 @@ other than 200.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -36,6 +35,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 import orjson
 
 from .aggregate import PlannedRequest, add_money
+from .calibrate import CalibrationError, calibrate  # noqa: F401 (CalibrationError: part of this module's API)
 from .catalog import Catalog
 from .output import OutputAssumption
 from .pricing import price_request
@@ -54,10 +54,6 @@ ERRORS = "errors"
 
 class ReconcileError(ValueError):
     """An output or error file that cannot be used; one line naming file, line and reason."""
-
-
-class CalibrationError(ValueError):
-    """An output file that cannot calibrate output tokens; one line naming file (and line)."""
 
 
 # -- reading result lines ---------------------------------------------------
@@ -533,48 +529,21 @@ def write_retry_file(input_path: str, lines: set[int], path: str) -> int:
 
 # -- calibration ------------------------------------------------------------------
 
-def calibration_stats(path: str) -> dict[str, dict[str, int]]:
-    """Per model (``response.body.model``), the completion tokens of the
-    successful lines of an earlier run's output file: requests, mean (rounded
-    up), p50, p95 and max (nearest rank). Raises CalibrationError."""
-    name = os.fspath(path)
-    per_model: dict[str, list[int]] = {}
-    with _open(name, CalibrationError) as handle:
-        for number, doc in _json_lines(handle, name, CalibrationError):
-            result = classify(doc, number)
-            if result.ok and result.completion_tokens is not None and result.model:
-                per_model.setdefault(result.model, []).append(result.completion_tokens)
-    if not per_model:
-        raise CalibrationError(f"{name}: no successful lines with a model and usage to calibrate from")
-    stats = {}
-    for model, values in sorted(per_model.items()):
-        values.sort()
-        n = len(values)
-        stats[model] = {
-            "requests": n,
-            "mean": -(-sum(values) // n),  # rounded up, exactly
-            "p50": _nearest_rank(values, 50),
-            "p95": _nearest_rank(values, 95),
-            "max": values[-1],
-        }
-    return stats
+def calibration_stats(path: str, catalog: Catalog | None = None) -> dict[str, dict[str, int]]:
+    """Per model, the completion tokens of the successful lines of an earlier
+    run's output file: requests, mean (rounded up), p50, p95 and max (nearest
+    rank). Response models are keyed through the catalog (a dated snapshot
+    under its base); ``calibrate.calibrate`` also joins to the run's input.
+    Raises CalibrationError."""
+    from .catalog import default_catalog
+
+    return calibrate(path, catalog or default_catalog()).stats
 
 
-def _nearest_rank(sorted_values: list[int], percent: int) -> int:
-    rank = max(1, math.ceil(percent * len(sorted_values) / 100))
-    return sorted_values[rank - 1]
-
-
-def calibrate_from_output(path: str) -> dict[str, int]:
+def calibrate_from_output(path: str, catalog: Catalog | None = None) -> dict[str, int]:
     """Expected completion tokens per model: the mean (rounded up) over the
     successful lines of an earlier run's output file."""
-    return {model: s["mean"] for model, s in calibration_stats(path).items()}
-
-
-def calibration_source(path: str, stats: dict[str, dict[str, int]]) -> str:
-    """How a calibration is described in reports (OutputAssumption.source)."""
-    p95 = ", ".join(f"{m} {s['p95']}" for m, s in stats.items())
-    return f"{os.fspath(path)} (mean completion tokens per model; p95 {p95})"
+    return {model: s["mean"] for model, s in calibration_stats(path, catalog).items()}
 
 
 # -- JSON ------------------------------------------------------------------------------

@@ -182,6 +182,7 @@ def document(result: BatchPlan) -> dict[str, Any]:
             "mode": result.output.mode,
             "upper_bound": result.output.is_upper_bound,
             "description": result.output.describe(),
+            **({"calibration": result.output.calibration} if result.output.calibration else {}),
         },
         "batch_price_factor": exact(result.batch_price_factor),
         "lines": plan.lines,
