@@ -3,7 +3,7 @@
 Exit codes (also in the README):
   0  every line is valid (validate: the file is valid; wait: completed)
   1  some lines are invalid, and the plan is still printed (validate: invalid)
-  2  usage error, unreadable input, or no requests at all
+  2  usage error, unreadable or compressed input, or no requests at all
 """
 
 from __future__ import annotations
@@ -216,10 +216,14 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
     Several files or globs give one combined plan plus a row per file.
 
     \b
+    Each invalid line is listed on stderr as PATH:LINE: reason (the first
+    20, then a count; --json and --per-request have them all).
+
+    \b
     Exit codes:
       0  every line is valid
       1  some lines are invalid (they are listed; the plan is still printed)
-      2  usage error, unreadable input, or no requests at all
+      2  usage error, unreadable or compressed input, or no requests at all
     """
     from .plan import plan_files, unique_paths
     from .reading import InputError

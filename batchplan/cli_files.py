@@ -79,7 +79,7 @@ def validate(file, region, prices_file, as_json, quiet):
     in the region. Limits come from the catalog (see `batchplan prices`).
 
     Each violation prints as FILE:LINE: RULE: MESSAGE (file-wide ones
-    without LINE), then a summary. Rules:
+    without LINE; the first 20, then a count), then a summary. Rules:
 
     \b
       too_many_requests    more than 50,000 requests
@@ -112,7 +112,8 @@ def validate(file, region, prices_file, as_json, quiet):
     Exit codes:
       0  the file is valid
       1  the file breaks at least one rule
-      2  usage error, or the file or catalog cannot be read
+      2  usage error, or the file or catalog cannot be read (or the
+         file is compressed: decompress it first)
     """
     from .batch_rules import check_file
     from .reading import InputError
@@ -197,7 +198,8 @@ def split(file, out_dir, max_lines, max_bytes, force, region, prices_file, quiet
     and its sha256, and the lines left out.
 
     Lines left out of every part: invalid lines, a repeated custom_id, and
-    lines too large for a part. They print on stderr and in the manifest.
+    lines too large for a part. They print on stderr as FILE:LINE: left out:
+    REASON (the first 20, then a count) and are all in the manifest.
     Split does not count tokens: run `batchplan validate` on each part to
     check token limits and the rest. A part whose model --region does not
     offer for batch gets a warning on stderr.

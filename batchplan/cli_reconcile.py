@@ -53,7 +53,9 @@ def reconcile(input_file, output_file, errors_file, region, prices_file, output_
     and compares with the estimate: prompt tokens (exact-match rate), output
     tokens and batch cost, per model. Failed requests are not billed; they
     are listed, and --retry PATH writes their original lines (and those of
-    requests with no result at all) to a new batch file.
+    requests with no result at all) to a new batch file. Messages about
+    lines read PATH:LINE: reason: failed and missing requests at their
+    INPUT line, a bad line of OUTPUT or ERRORS at its own.
 
     \b
     Exit codes:
