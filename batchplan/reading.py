@@ -30,7 +30,12 @@ def at_line(path: str | None, line: int, reason: str) -> str:
     """A message about one line in the compiler convention that editors and
     CI log parsers read: ``PATH:LINE: reason``, the path as the user wrote it.
     Every command words its messages about lines through this."""
-    return f"{'<input>' if path is None else path}:{line}: {reason}"
+    return f"{line_ref(path, line)}: {reason}"
+
+
+def line_ref(path: str | None, line: int) -> str:
+    """``PATH:LINE``; ``<input>`` stands for a path the caller did not give."""
+    return f"{'<input>' if path is None else path}:{line}"
 
 
 @dataclass(frozen=True)

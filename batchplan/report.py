@@ -11,7 +11,7 @@ from typing import Any
 from . import aggregate as agg
 from .aggregate import Plan, PlannedRequest, Row
 from .plan import BatchPlan
-from .reading import SHOW_LINES, at_line
+from .reading import SHOW_LINES, at_line, line_ref
 
 JSON_SCHEMA = "batchplan.plan/1"
 PER_REQUEST_FIELDS = ("line", "custom_id", "model", "tier", "input_tokens", "output_tokens", "realtime_cost", "batch_cost", "error", "file")
@@ -130,18 +130,33 @@ def _row(head: list[str], row: Row) -> list[str]:
     ]
 
 
-def warning_lines(result: BatchPlan) -> list[str]:
-    """Warnings and invalid lines, one line each, for stderr."""
+def warning_lines(result: BatchPlan, invalid: bool = True) -> list[str]:
+    """Invalid lines (unless ``invalid`` is false) as PATH:LINE: reason, then
+    warnings, one line each, for stderr."""
     out = []
-    for error in result.plan.errors[:MAX_ERRORS_SHOWN]:
-        out.append(error.message)
-    hidden = result.plan.invalid - min(len(result.plan.errors), MAX_ERRORS_SHOWN)
-    if hidden > 0:
-        out.append(f"... and {hidden:,} more invalid line(s) (see --json or --per-request)")
+    if invalid:
+        for error in result.plan.errors[:MAX_ERRORS_SHOWN]:
+            out.append(error.message)
+        hidden = result.plan.invalid - min(len(result.plan.errors), MAX_ERRORS_SHOWN)
+        if hidden > 0:
+            out.append(f"... and {hidden:,} more invalid line(s) (see --json or --per-request)")
     for w in warnings(result):
         if w["kind"] != "invalid_lines":
-            shown = ", ".join(map(str, w["lines"][:10]))
+            shown = ", ".join(_locations(result, w["kind"]))
             out.append(f"warning: {w['message']}" + (f"; lines {shown}" + (" ..." if w["count"] > 10 else "") if shown else ""))
+    return out
+
+
+def _locations(result: BatchPlan, kind: str, limit: int = 10) -> list[str]:
+    """The first lines a warning is about, as PATH:LINE, file by file (line
+    numbers alone would be ambiguous over several files)."""
+    out: list[str] = []
+    for path, plan in result.files.items():
+        w = plan.warnings.get(kind)
+        if w:
+            out.extend(line_ref(path, n) for n in w.lines[: limit - len(out)])
+        if len(out) >= limit:
+            break
     return out
 
 

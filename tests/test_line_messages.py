@@ -143,3 +143,22 @@ def test_reconcile_names_input_and_result_lines(run, tmp_path, monkeypatch):
             "Input data may contain inappropriate content.") in lines
     assert json.loads(run("reconcile", "in.jsonl", "out.jsonl", "--json").stdout)["invalid"] == [
         "in.jsonl:3: method must be POST, not 'GET'"]
+
+
+def test_warnings_name_their_lines_as_path_line(run, write_batch):
+    a = write_batch([line("1"), line("2", model="qwen-mystery")], name="a.jsonl")
+    b = write_batch([line("3", model="qwen-mystery")], name="b.jsonl")
+    result = run("compare", a, b)
+    (unpriced,) = [l for l in result.stderr.splitlines() if "no price" in l]
+    assert unpriced.endswith(f"; lines {a}:2, {b}:1")
+
+
+def test_submit_warnings_leave_invalid_lines_to_the_violations(write_batch):
+    from batchplan.batch_report import plan_warning_lines, violation_lines
+    from batchplan.batch_rules import check_file
+
+    path = write_batch([line("1"), "nope", line("2", model="qwen-mystery")])
+    check = check_file(path)
+    warnings = plan_warning_lines(check)
+    assert not any(":2: " in w for w in warnings) and any("no price" in w for w in warnings)
+    assert f"{path}:2: invalid_line: not valid JSON (invalid literal, expected 'null', at column 1)" in violation_lines(check, str(path))
