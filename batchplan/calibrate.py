@@ -180,7 +180,7 @@ def calibrate(output_path: str, catalog: Catalog, calibrate_input: str | None = 
     stats = {key: _stats(v) for key, v in sorted(values.items())}
     mapping = JOINED if joined else CATALOG
     if mapping == CATALOG and not note and inputs:
-        note = f"no custom_id of it is in {', '.join(inputs)}"
+        note = f"no custom_id of it is in {', '.join(inputs)}" if wanted else "its lines have no custom_id"
     return Calibration(path, stats, mapping, inputs if joined else (), joined, mapped, dict(sorted(renamed.items())), note)
 
 
