@@ -8,9 +8,10 @@ from decimal import Decimal
 from typing import Any
 
 from .ledger import iso
+from .reading import SHOW_LINES, at_line
 from .report import money, warning_lines, warnings
 
-SHOW_VIOLATIONS = 20
+SHOW_VIOLATIONS = SHOW_LINES
 SHOW_ERRORS = 50
 
 
@@ -22,8 +23,8 @@ def plan_warning_lines(check) -> list[str]:
     thinking modes."""
     shown_as_violations = tuple(f"warning: {w['message']}" for w in warnings(check.plan)
                                 if w["kind"] in ("mixed_models", "mixed_thinking"))
-    return [line for line in warning_lines(check.plan)
-            if not line.startswith(("invalid line:", *shown_as_violations))]
+    return [line for line in warning_lines(check.plan, invalid=False)
+            if not line.startswith(shown_as_violations)]
 
 
 def violation_total(check) -> int:
@@ -34,8 +35,8 @@ def violation_lines(check, name: str) -> list[str]:
     """The first violations as ``name:line: rule: message``, then how many more."""
     out = []
     for v in check.violations[:SHOW_VIOLATIONS]:
-        where = f"{name}:{v.line}" if v.line is not None else name
-        out.append(f"{where}: {v.rule}: {v.message}")
+        reason = f"{v.rule}: {v.message}"
+        out.append(at_line(name, v.line, reason) if v.line is not None else f"{name}: {reason}")
     total = violation_total(check)
     if total > SHOW_VIOLATIONS:
         out.append(f"... and {total - SHOW_VIOLATIONS:,} more (batchplan validate lists them)")

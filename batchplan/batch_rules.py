@@ -166,13 +166,13 @@ def check_file(
                 parsed = parse_line(line)
                 if isinstance(parsed, LineError):
                     found.add(line.number, INVALID_LINE, parsed.reason)
-                    plan.add(PlannedRequest(parsed.line, parsed.custom_id, None, None, None, None, None, None, parsed.reason))
+                    plan.add(PlannedRequest(parsed.line, parsed.custom_id, None, None, None, None, None, None, parsed.reason, file=name))
                     continue
                 first = custom_ids.setdefault(parsed.custom_id, line.number)
                 if first != line.number:
                     found.add(line.number, DUPLICATE_CUSTOM_ID,
                               f"custom_id {parsed.custom_id!r} is already used on line {first}")
-                planned = planner.plan_request(parsed, plan)
+                planned = planner.plan_request(parsed, plan, name)
                 plan.add(planned, parsed.url)
                 _note(models, parsed.model, line.number)
                 _note(urls, parsed.url, line.number)

@@ -22,6 +22,12 @@ DEFAULT_REGION = "intl"
 _SNAPSHOT = re.compile(r"^(?P<base>.+?)-(\d{4}-\d{2}-\d{2}|\d{4})$")
 
 
+def snapshot_base(name: str) -> str | None:
+    """The base of a dated snapshot name (qwen-max-2025-01-25 -> qwen-max), else None."""
+    snap = _SNAPSHOT.match(name)
+    return snap.group("base") if snap else None
+
+
 class CatalogError(ValueError):
     """A catalog file that cannot be used, with a one-line reason."""
 

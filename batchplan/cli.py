@@ -3,7 +3,7 @@
 Exit codes (also in the README):
   0  every line is valid (validate: the file is valid; wait: completed)
   1  some lines are invalid, and the plan is still printed (validate: invalid)
-  2  usage error, unreadable input, or no requests at all
+  2  usage error, unreadable or compressed input, or no requests at all
 """
 
 from __future__ import annotations
@@ -115,7 +115,10 @@ def load_catalog_or_fail(prices: str | None):
         raise Fail(str(exc)) from None
 
 
-def output_assumption(output_tokens, output_ratio, calibrate):
+def output_assumption(output_tokens, output_ratio, calibrate, catalog=None, calibrate_input=None, planned=()):
+    """The output assumption the options choose. ``--calibrate`` joins its
+    output to ``calibrate_input``, else to the ``planned`` files when they are
+    its input, else maps its models through ``catalog`` (calibrate.py)."""
     from .output import CALIBRATED, PER_REQUEST, RATIO, OutputAssumption
 
     chosen = [o for o in (output_tokens, output_ratio, calibrate) if o is not None]
@@ -125,15 +128,19 @@ def output_assumption(output_tokens, output_ratio, calibrate):
         return OutputAssumption(PER_REQUEST, tokens=output_tokens)
     if output_ratio is not None:
         return OutputAssumption(RATIO, ratio=output_ratio)
+    if calibrate_input is not None and calibrate is None:
+        raise click.UsageError("--calibrate-input goes with --calibrate OUTPUT")
     if calibrate is not None:
-        from .reconcile import CalibrationError, calibration_source, calibration_stats
+        from .calibrate import CalibrationError
+        from .calibrate import calibrate as run_calibration
+        from .catalog import default_catalog
 
         try:
-            stats = calibration_stats(calibrate)  # one read gives the mean and the p95
+            found = run_calibration(calibrate, catalog or default_catalog(), calibrate_input, planned)
         except CalibrationError as exc:
             raise Fail(str(exc)) from None
-        per_model = {model: s["mean"] for model, s in stats.items()}
-        return OutputAssumption(CALIBRATED, per_model=per_model, source=calibration_source(calibrate, stats))
+        return OutputAssumption(CALIBRATED, per_model=found.per_model, source=found.describe(),
+                                calibration=found.document())
     return OutputAssumption()
 
 
@@ -183,7 +190,12 @@ def progress_bar(total: int, quiet: bool, desc: str):
 @click.option("--output-ratio", type=AMOUNT, default=None, metavar="R",
               help="Expected output as R times each request's input tokens.")
 @click.option("--calibrate", type=click.Path(dir_okay=False), default=None, metavar="OUTPUT",
-              help="Expected output per model from an earlier run's Batch output file (mean completion tokens).")
+              help="Expected output per model from an earlier run's Batch output file (mean completion tokens), "
+                   "keyed by the model each request named (see --calibrate-input).")
+@click.option("--calibrate-input", type=click.Path(dir_okay=False), default=None, metavar="INPUT",
+              help="The input file of the --calibrate run, joined to it by custom_id. Default: the FILEs, when "
+                   "every custom_id of OUTPUT is in them; else OUTPUT's models map through the catalog "
+                   "(a dated snapshot to its base).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as a JSON document (docs/json.md).")
 @click.option("--per-request", type=click.Path(dir_okay=False), default=None, metavar="PATH",
               help="Write one row per input line to PATH (.jsonl or .csv).")
@@ -194,7 +206,8 @@ def progress_bar(total: int, quiet: bool, desc: str):
               help="Estimate from a random sample of lines (a fraction like 0.05, or a count), with a confidence interval.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed for --sample.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no warnings on stderr.")
-def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, as_json, per_request, force, workers, sample, seed, quiet):
+def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, calibrate_input, as_json, per_request, force,
+            workers, sample, seed, quiet):
     """Tokens and real-time vs batch cost of batch FILE(s).
 
     Counts every request's prompt tokens as DashScope bills them, assumes
@@ -203,10 +216,14 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
     Several files or globs give one combined plan plus a row per file.
 
     \b
+    Each invalid line is listed on stderr as PATH:LINE: reason (the first
+    20, then a count; --json and --per-request have them all).
+
+    \b
     Exit codes:
       0  every line is valid
       1  some lines are invalid (they are listed; the plan is still printed)
-      2  usage error, unreadable input, or no requests at all
+      2  usage error, unreadable or compressed input, or no requests at all
     """
     from .plan import plan_files, unique_paths
     from .reading import InputError
@@ -214,7 +231,7 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
 
     paths = unique_paths(expand_paths(files))
     catalog = load_catalog_or_fail(prices_file)
-    assumption = output_assumption(output_tokens, output_ratio, calibrate)
+    assumption = output_assumption(output_tokens, output_ratio, calibrate, catalog, calibrate_input, paths)
     writer = None
     if per_request:
         try:
@@ -225,7 +242,7 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
     sizes = file_size(*paths)
     try:
         if per_request:
-            writer = PerRequestWriter(per_request, multi_file=len(paths) > 1)
+            writer = PerRequestWriter(per_request)
         with progress_bar(sizes, quiet, "planning") as bar:
             if sample is not None:
                 from .sampling import parse_sample, plan_sample

@@ -25,11 +25,13 @@ from .cli import (
     region_option,
 )
 
+from .reading import SHOW_LINES, at_line
+
 VALIDATE_SCHEMA = "batchplan.validate/1"
 # Violations printed in text mode; --json lists all that were kept.
-SHOW_VIOLATIONS = 50
+SHOW_VIOLATIONS = SHOW_LINES
 # Rejected lines split prints; the manifest lists them all.
-SHOW_REJECTED = 20
+SHOW_REJECTED = SHOW_LINES
 
 REGION = region_option("Region: intl (Singapore) or cn (Beijing). The models offered for batch differ.")
 
@@ -77,7 +79,7 @@ def validate(file, region, prices_file, as_json, quiet):
     in the region. Limits come from the catalog (see `batchplan prices`).
 
     Each violation prints as FILE:LINE: RULE: MESSAGE (file-wide ones
-    without LINE), then a summary. Rules:
+    without LINE; the first 20, then a count), then a summary. Rules:
 
     \b
       too_many_requests    more than 50,000 requests
@@ -110,7 +112,8 @@ def validate(file, region, prices_file, as_json, quiet):
     Exit codes:
       0  the file is valid
       1  the file breaks at least one rule
-      2  usage error, or the file or catalog cannot be read
+      2  usage error, or the file or catalog cannot be read (or the
+         file is compressed: decompress it first)
     """
     from .batch_rules import check_file
     from .reading import InputError
@@ -129,8 +132,8 @@ def validate(file, region, prices_file, as_json, quiet):
     else:
         total = sum(result.violation_counts.values())
         for v in result.violations[:SHOW_VIOLATIONS]:
-            where = f"{result.path}:{v.line}" if v.line is not None else result.path
-            click.echo(f"{where}: {v.rule}: {v.message}")
+            reason = f"{v.rule}: {v.message}"
+            click.echo(at_line(result.path, v.line, reason) if v.line is not None else f"{result.path}: {reason}")
         if total > SHOW_VIOLATIONS:
             click.echo(f"... and {total - min(SHOW_VIOLATIONS, len(result.violations)):,} more")
         if not quiet:
@@ -195,7 +198,8 @@ def split(file, out_dir, max_lines, max_bytes, force, region, prices_file, quiet
     and its sha256, and the lines left out.
 
     Lines left out of every part: invalid lines, a repeated custom_id, and
-    lines too large for a part. They print on stderr and in the manifest.
+    lines too large for a part. They print on stderr as FILE:LINE: left out:
+    REASON (the first 20, then a count) and are all in the manifest.
     Split does not count tokens: run `batchplan validate` on each part to
     check token limits and the rest. A part whose model --region does not
     offer for batch gets a warning on stderr.
@@ -237,7 +241,7 @@ def split(file, out_dir, max_lines, max_bytes, force, region, prices_file, quiet
         if not offered_for_batch(catalog, region, model):
             click.echo(f"batchplan: warning: {model} is not offered for batch in {region}", err=True)
     for r in manifest.rejected[:SHOW_REJECTED]:
-        click.echo(f"{file}:{r.line}: left out: {r.reason}", err=True)
+        click.echo(at_line(file, r.line, f"left out: {r.reason}"), err=True)
     if manifest.rejected_count > SHOW_REJECTED:
         click.echo(f"... and {manifest.rejected_count - SHOW_REJECTED:,} more left out (all in {manifest.path})", err=True)
     if not manifest.ok:

@@ -22,7 +22,7 @@ from .cli import (
     region_option,
 )
 
-MAX_FAILED_SHOWN = 20
+MAX_FAILED_SHOWN = 20  # as reading.SHOW_LINES: messages about lines, then a count
 
 
 @cli.command()
@@ -53,7 +53,9 @@ def reconcile(input_file, output_file, errors_file, region, prices_file, output_
     and compares with the estimate: prompt tokens (exact-match rate), output
     tokens and batch cost, per model. Failed requests are not billed; they
     are listed, and --retry PATH writes their original lines (and those of
-    requests with no result at all) to a new batch file.
+    requests with no result at all) to a new batch file. Messages about
+    lines read PATH:LINE: reason: failed and missing requests at their
+    INPUT line, a bad line of OUTPUT or ERRORS at its own.
 
     \b
     Exit codes:
@@ -125,6 +127,8 @@ def render(rec) -> str:
     """The human report: counts and tokens per model, costs per model, failures."""
     from tabulate import tabulate
 
+    from .reading import at_line
+    from .reconcile import ERRORS
     from .report import money, tokens
 
     cur = rec.currency
@@ -162,7 +166,8 @@ def render(rec) -> str:
         output_note += f"; {total.output_over_estimate:,} request(s) produced more than estimated"
     out.append(output_note + ".")
     for m in rec.mismatches[:10]:
-        out.append(f"prompt tokens differ: {m.custom_id} (line {m.line}): estimated {m.estimated:,}, actual {m.actual:,} ({m.difference:+,})")
+        out.append(at_line(rec.input_path, m.line, f"prompt tokens differ (custom_id {m.custom_id}): "
+                                                   f"estimated {m.estimated:,}, actual {m.actual:,} ({m.difference:+,})"))
     if total.unknown_usage:
         out.append(f"warning: {total.unknown_usage:,} succeeded request(s) have no usable usage (or no estimate); their cost is unknown.")
     if total.unexpected:
@@ -176,14 +181,23 @@ def render(rec) -> str:
         out.append(f"warning: {rec.duplicate_inputs:,} input line(s) reuse a custom_id; results matched the first line.")
     if rec.invalid_lines:
         out.append(f"warning: {rec.invalid_lines:,} invalid input line(s) (see batchplan validate).")
+        out.extend(rec.invalid[:MAX_FAILED_SHOWN])
+        if rec.invalid_lines > MAX_FAILED_SHOWN:
+            out.append(f"... and {rec.invalid_lines - MAX_FAILED_SHOWN:,} more invalid input line(s)")
+    # Messages about lines read PATH:LINE: reason: a failure at its input
+    # line, or, for a custom_id the input does not have, at its result line.
     for f in rec.failures[:MAX_FAILED_SHOWN]:
-        where = f"line {f.line}" if f.line is not None else "not in the input"
         reason = f"{f.code or 'error'}: {f.message}" if f.message else (f.code or "error")
-        out.append(f"failed: {f.custom_id} ({where}): {reason}")
+        cid = f"custom_id {f.custom_id}" if f.custom_id is not None else "no custom_id"
+        if f.line is not None:
+            out.append(at_line(rec.input_path, f.line, f"failed ({cid}): {reason}"))
+        else:
+            result_file = rec.errors_path if f.source == ERRORS else rec.output_path
+            out.append(at_line(result_file, f.result_line, f"failed ({cid}, not in the input): {reason}"))
     if len(rec.failures) > MAX_FAILED_SHOWN:
-        out.append(f"failed: ... and {len(rec.failures) - MAX_FAILED_SHOWN:,} more (see --json)")
+        out.append(f"... and {len(rec.failures) - MAX_FAILED_SHOWN:,} more failed (see --json)")
     for cid, line in rec.missing[:MAX_FAILED_SHOWN]:
-        out.append(f"missing: {cid} (line {line}): in neither the output nor the error file")
+        out.append(at_line(rec.input_path, line, f"missing (custom_id {cid}): in neither the output nor the error file"))
     if len(rec.missing) > MAX_FAILED_SHOWN:
-        out.append(f"missing: ... and {len(rec.missing) - MAX_FAILED_SHOWN:,} more (see --json)")
+        out.append(f"... and {len(rec.missing) - MAX_FAILED_SHOWN:,} more missing (see --json)")
     return "\n".join(out)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from .catalog import Model
+from .catalog import Model, snapshot_base
 
 WORST_CASE = "max"
 PER_REQUEST = "per_request"
@@ -27,6 +27,7 @@ class OutputAssumption:
     ratio: Decimal | None = None  # RATIO, times the input tokens
     per_model: dict[str, int] = field(default_factory=dict)  # CALIBRATED
     source: str = ""  # CALIBRATED: where the figures came from
+    calibration: dict[str, Any] | None = None  # CALIBRATED: calibrate.Calibration.document(), for --json
 
     @property
     def is_upper_bound(self) -> bool:
@@ -66,8 +67,15 @@ def estimate_output_tokens(
         return assumption.tokens
     if assumption.mode == RATIO:
         return math.ceil(assumption.ratio * input_tokens)
-    if assumption.mode == CALIBRATED and body["model"] in assumption.per_model:
-        return assumption.per_model[body["model"]]
+    if assumption.mode == CALIBRATED:
+        # Figures are kept under catalog names (calibrate.model_key): the
+        # request's model as written, else the entry that bills it.
+        name = body["model"]
+        calibrated = assumption.per_model.get(name)
+        if calibrated is None:
+            calibrated = assumption.per_model.get(model.name if model is not None else snapshot_base(name) or name)
+        if calibrated is not None:
+            return calibrated
     return worst_case_output(body, model, thinking)
 
 

@@ -294,7 +294,8 @@ def plan_files(
     threshold = PARALLEL_MIN_BYTES if parallel_min_bytes is None else parallel_min_bytes
     parallel = workers > 1 and total_bytes >= threshold
     files: dict[str, Plan] = {name: Plan() for name in names}
-    blocks = _blocks(names, len(names) > 1, PARALLEL_BLOCK_BYTES if parallel else BLOCK_BYTES)
+    # Every row and error names its file, one file or many: messages read PATH:LINE.
+    blocks = _blocks(names, True, PARALLEL_BLOCK_BYTES if parallel else BLOCK_BYTES)
     pool = None
     try:
         if parallel:

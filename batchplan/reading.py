@@ -8,16 +8,49 @@ from typing import BinaryIO, Iterator
 
 BOM = b"\xef\xbb\xbf"
 BLOCK_BYTES = 4 * 1024 * 1024
+# Messages about lines printed before "... and N more": enough to see the
+# pattern, few enough to read. The same in every command.
+SHOW_LINES = 20
+# The magic numbers of compressed files: a batch file is plain JSON lines, so
+# such a file was given by mistake and no line of it means anything.
+COMPRESSED = (
+    (b"\x1f\x8b", "gzip", "gunzip"),
+    (b"\x28\xb5\x2f\xfd", "zstd", "unzstd"),
+    (b"\xfd7zXZ\x00", "xz", "unxz"),
+    (b"BZh", "bzip2", "bunzip2"),
+    (b"PK\x03\x04", "zip", "unzip"),
+)
 
 
 class InputError(Exception):
     """A file that cannot be read at all. The message is one line and names it."""
 
 
+def at_line(path: str | None, line: int, reason: str) -> str:
+    """A message about one line in the compiler convention that editors and
+    CI log parsers read: ``PATH:LINE: reason``, the path as the user wrote it.
+    Every command words its messages about lines through this."""
+    return f"{line_ref(path, line)}: {reason}"
+
+
+def line_ref(path: str | None, line: int) -> str:
+    """``PATH:LINE``; ``<input>`` stands for a path the caller did not give."""
+    return f"{'<input>' if path is None else path}:{line}"
+
+
 @dataclass(frozen=True)
 class Line:
     number: int  # 1-based, counting blank lines too
     raw: bytes  # without the line ending and the BOM
+    # Not a field (no annotation): only LastLine sets it, so a line costs no more.
+    unterminated = False
+
+
+class LastLine(Line):
+    """The last line of a file that does not end in a newline: when it fails
+    to parse, the file was most likely cut short."""
+
+    unterminated = True
 
 
 @dataclass(frozen=True)
@@ -31,12 +64,16 @@ class Block:
     def lines(self) -> Iterator[Line]:
         """The non-blank lines, CRLF endings tolerated."""
         number = self.first_number
-        for raw in self.data.split(b"\n"):
+        pieces = self.data.split(b"\n")
+        tail = pieces.pop()  # after the last newline: b"", or a last line without one
+        for raw in pieces:
             if raw.endswith(b"\r"):
                 raw = raw[:-1]
             if raw and not raw.isspace():
                 yield Line(number, raw)
             number += 1
+        if tail and not tail.isspace():
+            yield LastLine(number, tail[:-1] if tail.endswith(b"\r") else tail)
 
     @property
     def line_count(self) -> int:
@@ -59,7 +96,7 @@ def open_input(path: str | os.PathLike[str]) -> BinaryIO:
     except OSError as exc:
         raise InputError(f"{name}: cannot open ({exc.strerror or exc})") from None
     try:
-        head = handle.read(4)
+        head = handle.read(6)
         handle.seek(0)
     except OSError as exc:
         handle.close()
@@ -67,6 +104,10 @@ def open_input(path: str | os.PathLike[str]) -> BinaryIO:
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         handle.close()
         raise InputError(f"{name}: is UTF-16 or UTF-32, not UTF-8; re-encode it as UTF-8")
+    for magic, kind, tool in COMPRESSED:
+        if head.startswith(magic) and (kind != "bzip2" or head[3:4].isdigit()):
+            handle.close()
+            raise InputError(f"{name}: is {kind}-compressed, not JSON lines; decompress it first ({tool})")
     return handle
 
 

@@ -27,20 +27,21 @@ other than 200.
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, BinaryIO, Callable, Iterator
 
 import orjson
 
 from .aggregate import PlannedRequest, add_money
+from .calibrate import CalibrationError, calibrate  # noqa: F401 (CalibrationError: part of this module's API)
 from .catalog import Catalog
 from .output import OutputAssumption
 from .pricing import price_request
-from .reading import InputError, open_input, read_blocks
+from .reading import InputError, at_line, open_input, read_blocks
 from .report import exact
+from .validate import _kind, json_reason
 
 JSON_SCHEMA = "batchplan.reconcile/1"
 # Per-request lists (prompt-token mismatches, unexpected ids) kept for the
@@ -53,10 +54,6 @@ ERRORS = "errors"
 
 class ReconcileError(ValueError):
     """An output or error file that cannot be used; one line naming file, line and reason."""
-
-
-class CalibrationError(ValueError):
-    """An output file that cannot calibrate output tokens; one line naming file (and line)."""
 
 
 # -- reading result lines ---------------------------------------------------
@@ -138,9 +135,9 @@ def _json_lines(handle: BinaryIO, name: str, error: type[ValueError]) -> Iterato
                 try:
                     doc = orjson.loads(line.raw)
                 except orjson.JSONDecodeError as exc:
-                    raise error(f"{name}: line {line.number}: not valid JSON ({str(exc).split(':', 1)[0]})") from None
+                    raise error(at_line(name, line.number, json_reason(line, exc))) from None
                 if not isinstance(doc, dict):
-                    raise error(f"{name}: line {line.number}: not a JSON object")
+                    raise error(at_line(name, line.number, f"not a JSON object (found {_kind(doc)})"))
                 yield line.number, doc
     except InputError as exc:
         raise error(str(exc)) from None
@@ -289,6 +286,7 @@ class Reconciliation:
     duplicate_results: int = 0  # custom_ids seen more than once in the results
     duplicate_inputs: int = 0  # custom_ids used by more than one input line
     unidentified: int = 0  # result lines without a custom_id
+    invalid: list[str] = field(default_factory=list)  # the first KEEP invalid input lines, as PATH:LINE: reason
     input_path: str | None = None
     output_path: str | None = None
     errors_path: str | None = None
@@ -328,6 +326,7 @@ class Reconciler:
         self.duplicate_results = 0
         self.duplicate_inputs = 0
         self.unidentified = 0
+        self.invalid: list[str] = []
 
     def _figures(self, model: str | None) -> Figures:
         return self.models.setdefault(model or _UNKNOWN_MODEL, Figures())
@@ -336,6 +335,8 @@ class Reconciler:
         """One planned input line (``plan_files(on_request=...)``)."""
         if r.error is not None:
             self.invalid_lines += 1
+            if len(self.invalid) < KEEP:
+                self.invalid.append(at_line(r.file, r.line, r.error))
             if not r.custom_id:
                 return
         if r.custom_id in self.facts:
@@ -454,6 +455,7 @@ class Reconciler:
             duplicate_results=self.duplicate_results,
             duplicate_inputs=self.duplicate_inputs,
             unidentified=self.unidentified,
+            invalid=self.invalid,
             **paths,
         )
 
@@ -527,48 +529,21 @@ def write_retry_file(input_path: str, lines: set[int], path: str) -> int:
 
 # -- calibration ------------------------------------------------------------------
 
-def calibration_stats(path: str) -> dict[str, dict[str, int]]:
-    """Per model (``response.body.model``), the completion tokens of the
-    successful lines of an earlier run's output file: requests, mean (rounded
-    up), p50, p95 and max (nearest rank). Raises CalibrationError."""
-    name = os.fspath(path)
-    per_model: dict[str, list[int]] = {}
-    with _open(name, CalibrationError) as handle:
-        for number, doc in _json_lines(handle, name, CalibrationError):
-            result = classify(doc, number)
-            if result.ok and result.completion_tokens is not None and result.model:
-                per_model.setdefault(result.model, []).append(result.completion_tokens)
-    if not per_model:
-        raise CalibrationError(f"{name}: no successful lines with a model and usage to calibrate from")
-    stats = {}
-    for model, values in sorted(per_model.items()):
-        values.sort()
-        n = len(values)
-        stats[model] = {
-            "requests": n,
-            "mean": -(-sum(values) // n),  # rounded up, exactly
-            "p50": _nearest_rank(values, 50),
-            "p95": _nearest_rank(values, 95),
-            "max": values[-1],
-        }
-    return stats
+def calibration_stats(path: str, catalog: Catalog | None = None) -> dict[str, dict[str, int]]:
+    """Per model, the completion tokens of the successful lines of an earlier
+    run's output file: requests, mean (rounded up), p50, p95 and max (nearest
+    rank). Response models are keyed through the catalog (a dated snapshot
+    under its base); ``calibrate.calibrate`` also joins to the run's input.
+    Raises CalibrationError."""
+    from .catalog import default_catalog
+
+    return calibrate(path, catalog or default_catalog()).stats
 
 
-def _nearest_rank(sorted_values: list[int], percent: int) -> int:
-    rank = max(1, math.ceil(percent * len(sorted_values) / 100))
-    return sorted_values[rank - 1]
-
-
-def calibrate_from_output(path: str) -> dict[str, int]:
+def calibrate_from_output(path: str, catalog: Catalog | None = None) -> dict[str, int]:
     """Expected completion tokens per model: the mean (rounded up) over the
     successful lines of an earlier run's output file."""
-    return {model: s["mean"] for model, s in calibration_stats(path).items()}
-
-
-def calibration_source(path: str, stats: dict[str, dict[str, int]]) -> str:
-    """How a calibration is described in reports (OutputAssumption.source)."""
-    p95 = ", ".join(f"{m} {s['p95']}" for m, s in stats.items())
-    return f"{os.fspath(path)} (mean completion tokens per model; p95 {p95})"
+    return {model: s["mean"] for model, s in calibration_stats(path, catalog).items()}
 
 
 # -- JSON ------------------------------------------------------------------------------
@@ -637,6 +612,7 @@ def document(rec: Reconciliation, retry: dict[str, Any] | None = None) -> dict[s
         "models": [{"model": model, **_figures_doc(f)} for model, f in rec.models.items()],
         "total": _figures_doc(total),
         "invalid_lines": rec.invalid_lines,
+        "invalid": rec.invalid,
         "duplicate_results": rec.duplicate_results,
         "duplicate_inputs": rec.duplicate_inputs,
         "unidentified_results": rec.unidentified,

@@ -11,10 +11,11 @@ from typing import Any
 from . import aggregate as agg
 from .aggregate import Plan, PlannedRequest, Row
 from .plan import BatchPlan
+from .reading import SHOW_LINES, at_line, line_ref
 
 JSON_SCHEMA = "batchplan.plan/1"
-PER_REQUEST_FIELDS = ("line", "custom_id", "model", "tier", "input_tokens", "output_tokens", "realtime_cost", "batch_cost", "error")
-MAX_ERRORS_SHOWN = 20
+PER_REQUEST_FIELDS = ("line", "custom_id", "model", "tier", "input_tokens", "output_tokens", "realtime_cost", "batch_cost", "error", "file")
+MAX_ERRORS_SHOWN = SHOW_LINES
 
 
 def money(amount: Decimal | None, places: int | None = None) -> str:
@@ -129,19 +130,33 @@ def _row(head: list[str], row: Row) -> list[str]:
     ]
 
 
-def warning_lines(result: BatchPlan) -> list[str]:
-    """Warnings and invalid lines, one line each, for stderr."""
+def warning_lines(result: BatchPlan, invalid: bool = True) -> list[str]:
+    """Invalid lines (unless ``invalid`` is false) as PATH:LINE: reason, then
+    warnings, one line each, for stderr."""
     out = []
-    for error in result.plan.errors[:MAX_ERRORS_SHOWN]:
-        where = f"{error.file}:" if error.file else ""
-        out.append(f"invalid line: {where}{error.line}: {error.reason}")
-    hidden = result.plan.invalid - min(len(result.plan.errors), MAX_ERRORS_SHOWN)
-    if hidden > 0:
-        out.append(f"invalid line: ... and {hidden} more (see --json or --per-request)")
+    if invalid:
+        for error in result.plan.errors[:MAX_ERRORS_SHOWN]:
+            out.append(error.message)
+        hidden = result.plan.invalid - min(len(result.plan.errors), MAX_ERRORS_SHOWN)
+        if hidden > 0:
+            out.append(f"... and {hidden:,} more invalid line(s) (see --json or --per-request)")
     for w in warnings(result):
         if w["kind"] != "invalid_lines":
-            shown = ", ".join(map(str, w["lines"][:10]))
+            shown = ", ".join(_locations(result, w["kind"]))
             out.append(f"warning: {w['message']}" + (f"; lines {shown}" + (" ..." if w["count"] > 10 else "") if shown else ""))
+    return out
+
+
+def _locations(result: BatchPlan, kind: str, limit: int = 10) -> list[str]:
+    """The first lines a warning is about, as PATH:LINE, file by file (line
+    numbers alone would be ambiguous over several files)."""
+    out: list[str] = []
+    for path, plan in result.files.items():
+        w = plan.warnings.get(kind)
+        if w:
+            out.extend(line_ref(path, n) for n in w.lines[: limit - len(out)])
+        if len(out) >= limit:
+            break
     return out
 
 
@@ -182,6 +197,7 @@ def document(result: BatchPlan) -> dict[str, Any]:
             "mode": result.output.mode,
             "upper_bound": result.output.is_upper_bound,
             "description": result.output.describe(),
+            **({"calibration": result.output.calibration} if result.output.calibration else {}),
         },
         "batch_price_factor": exact(result.batch_price_factor),
         "lines": plan.lines,
@@ -193,7 +209,8 @@ def document(result: BatchPlan) -> dict[str, Any]:
         ],
         "total": {**_row_doc(plan.total()), **_known_total(plan)},
         "files": [{"path": path, "lines": p.lines, "invalid_lines": p.invalid, **_row_doc(p.total())} for path, p in result.files.items()],
-        "errors": [{"line": e.line, "reason": e.reason, "custom_id": e.custom_id, "file": e.file} for e in plan.errors],
+        "errors": [{"line": e.line, "reason": e.reason, "custom_id": e.custom_id, "file": e.file, "message": e.message}
+                   for e in plan.errors],
         "warnings": warnings(result),
         "exit_code": result.exit_code,
     }
@@ -214,8 +231,8 @@ def per_request_record(r: PlannedRequest) -> dict[str, Any]:
         "output_tokens": r.output_tokens,
         "realtime_cost": exact(r.realtime_cost),
         "batch_cost": exact(r.batch_cost),
-        "error": r.error,
-        **({"file": r.file} if r.file else {}),
+        "error": None if r.error is None else at_line(r.file, r.line, r.error),
+        "file": r.file,
     }
 
 
@@ -223,7 +240,7 @@ class PerRequestWriter:
     """Writes one row per input line to ``.jsonl`` or ``.csv`` (by extension),
     into a temporary file that replaces ``path`` only when complete."""
 
-    def __init__(self, path: str, multi_file: bool = False):
+    def __init__(self, path: str):
         self.path = path
         self.format = per_request_format(path)
         folder = os.path.dirname(os.path.abspath(path))
@@ -232,9 +249,8 @@ class PerRequestWriter:
             self._handle = open(self._tmp, "w", encoding="utf-8", newline="")
         except OSError as exc:  # name the user's path, not our temporary one
             raise OSError(exc.errno, exc.strerror, path) from None
-        fields = PER_REQUEST_FIELDS + (("file",) if multi_file else ())
         if self.format == "csv":
-            self._csv = csv.DictWriter(self._handle, fieldnames=fields, extrasaction="ignore")
+            self._csv = csv.DictWriter(self._handle, fieldnames=PER_REQUEST_FIELDS)
             self._csv.writeheader()
         else:
             import jsonlines

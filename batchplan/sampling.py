@@ -271,7 +271,6 @@ def plan_sample(
     lines = [_count_lines(name) for name in names]
     taken = allocate(size, lines)
     rng = random.Random(seed)
-    label = len(names) > 1
     files: dict[str, Plan] = {}
     strata: list[tuple[_Sums, int]] = []
     for name, count, want in zip(names, lines, taken):
@@ -282,7 +281,7 @@ def plan_sample(
             for block in read_blocks(handle, name=name):
                 for line in block.lines():
                     if index in chosen:
-                        result = planner.plan_line(line, plan, name if label else None)
+                        result = planner.plan_line(line, plan, name)
                         sums.add(result)
                         if on_request is not None:
                             on_request(result)

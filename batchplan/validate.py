@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from .reading import Line
+from .reading import Line, at_line
 
 CHAT_URL = "/v1/chat/completions"
 EMBEDDINGS_URL = "/v1/embeddings"
@@ -48,13 +48,18 @@ class LineError:
     custom_id: str | None = None
     file: str | None = None
 
+    @property
+    def message(self) -> str:
+        """``PATH:LINE: reason``, as every command prints it."""
+        return at_line(self.file, self.line, self.reason)
+
 
 def parse_line(line: Line) -> Request | LineError:
     """Parse and check one line. Never raises on bad input."""
     try:
         doc = orjson.loads(line.raw)
     except orjson.JSONDecodeError as exc:
-        return LineError(line.number, _json_reason(line.raw, exc))
+        return LineError(line.number, json_reason(line, exc))
     number = line.number
     if not isinstance(doc, dict):
         return LineError(number, f"not a JSON object (found {_kind(doc)})")
@@ -66,12 +71,26 @@ def parse_line(line: Line) -> Request | LineError:
     return Request(number, custom_id, doc["url"], doc["body"], len(line.raw))
 
 
-def _json_reason(raw: bytes, exc: Exception) -> str:
+# orjson refuses documents nested deeper than this (its own limit, not the
+# service's; a real request is nowhere near it).
+MAX_NESTING = 1024
+
+
+def json_reason(line: Line, exc: orjson.JSONDecodeError) -> str:
+    """Why a line is not JSON, in a few words: orjson's message cut to its
+    reason, where it is on the line, and what the usual cause is."""
     try:
-        raw.decode("utf-8")
+        line.raw.decode("utf-8")
     except UnicodeDecodeError as bad:
-        return f"not valid UTF-8 (byte {bad.start + 1})"
-    return f"not valid JSON ({str(exc).split(':', 1)[0]})"
+        return f"not valid UTF-8 (byte {bad.start + 1} of the line)"
+    what = exc.msg.split(":", 1)[0]
+    if what.startswith("depth limit exceeded"):
+        return f"nesting too deep to parse (more than {MAX_NESTING} levels of arrays and objects)"
+    if what.startswith("unexpected end of data"):
+        if line.unterminated:
+            return "truncated: the last line ends before its JSON does, and has no newline (was the file cut short?)"
+        return "not valid JSON (the line ends before the JSON does; each request must be on one line)"
+    return f"not valid JSON ({what}, at column {exc.colno})"
 
 
 def _kind(value: Any) -> str:

@@ -61,7 +61,7 @@ BAD_LINES = [
     (b'{"custom_id":"x","method":"POST","url":"/v1/chat/completions","body":{"model":"qwen-plus","messages":[{"role":"user","content":"a"}],"max_tokens":"9"}}', "max_tokens must be a positive integer"),
     (b'{"custom_id":"x","method":"POST","url":"/v1/embeddings","body":{"model":"text-embedding-v4","input":3}}', "body.input must be"),
     (b'{"custom_id":"x","method":"POST","url":"/v1/chat/completions","body":{"model":"qwen-plus","messages":[{"role":"user","content":"\xff"}]}}', "not valid UTF-8"),
-    (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
+    (b"[" * 100_000 + b"]" * 100_000, "nesting too deep"),
 ]
 
 
@@ -74,7 +74,7 @@ def test_bad_line_is_reported_with_number_and_reason_and_the_rest_is_planned(run
     assert doc["requests"] == 2 and doc["invalid_lines"] == 1
     (error,) = doc["errors"]
     assert error["line"] == 2 and reason in error["reason"]
-    assert "invalid line: 2: " in result.stderr and "Traceback" not in result.stderr
+    assert f"{path}:2: {error['reason']}\n" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_blank_lines_crlf_and_bom_are_tolerated(run, write_batch, tmp_path):

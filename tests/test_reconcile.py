@@ -247,9 +247,11 @@ def test_table_output():
     out = result.stdout
     assert "75.0%" in out
     assert "0.000045" in out  # actual batch cost 0.00004485, rounded for display
-    assert "failed: 5 (line 5): data_inspection_failed: Input data may contain inappropriate content." in out
-    assert "failed: 6 (line 6): InternalError" in out
-    assert "missing: 7 (line 7)" in out
+    lines = out.splitlines()
+    assert f"{INPUT}:5: failed (custom_id 5): data_inspection_failed: Input data may contain inappropriate content." in lines
+    assert any(l.startswith(f"{INPUT}:6: failed (custom_id 6): InternalError") for l in lines)
+    assert f"{INPUT}:7: missing (custom_id 7): in neither the output nor the error file" in lines
+    assert f"{INPUT}:2: prompt tokens differ (custom_id 2): estimated 20, actual 36 (+16)" in lines
     assert "upper bound" in out
 
 
@@ -305,7 +307,7 @@ def test_bad_json_line_in_output_is_a_one_line_error(tmp_path):
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith(f"batchplan: error: {bad}: line 2: not valid JSON")
+    assert lines[0].startswith(f"batchplan: error: {bad}:2: not valid JSON")
     assert "Traceback" not in result.stderr
 
 
@@ -319,7 +321,7 @@ def test_missing_files_exit_2(tmp_path):
 def test_read_results_raises_one_line(tmp_path):
     bad = tmp_path / "e.jsonl"
     bad.write_text('{"custom_id": "1"}\n\n[1, 2]\n')
-    with pytest.raises(ReconcileError, match=r"e\.jsonl: line 3: not a JSON object$"):
+    with pytest.raises(ReconcileError, match=r"e\.jsonl:3: not a JSON object \(found an array\)$"):
         list(read_results(str(bad)))
 
 
@@ -340,7 +342,7 @@ def test_calibration_errors(tmp_path):
         calibrate_from_output(str(ERRORS_FILE))
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(REAL.read_bytes() + b"{not json\n")
-    with pytest.raises(CalibrationError, match=r"bad\.jsonl: line 3: not valid JSON"):
+    with pytest.raises(CalibrationError, match=r"bad\.jsonl:3: not valid JSON"):
         calibrate_from_output(str(bad))
 
 
