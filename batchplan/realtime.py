@@ -215,6 +215,8 @@ class Decision:
     total: ModelDecision
     prefix_table_truncated: bool = False
     notes: list[str] = field(default_factory=list)
+    implicit_hit_factor: Decimal = Decimal("0.2")
+    explicit_hit_factor: Decimal = Decimal("0.1")
 
     @property
     def verdict(self) -> str:
@@ -244,7 +246,8 @@ def decide(plan, catalog: Catalog, region: str, currency: str, batch_factor: Dec
     if truncated:
         notes.append("more distinct prefixes than kept: cache hits are a lower bound")
     return Decision(currency, options, batch_factor, break_even(batch_factor, rules.implicit_hit),
-                    break_even(batch_factor, rules.explicit_hit), models, total, truncated, notes)
+                    break_even(batch_factor, rules.explicit_hit), models, total, truncated, notes,
+                    rules.implicit_hit, rules.explicit_hit)
 
 
 def _tier_prices(catalog: Catalog, name: str, region: str) -> dict[str, Any]:
@@ -417,7 +420,8 @@ def verdict_text(m: ModelDecision, currency: str, options: RealtimeOptions) -> s
             cache += f" (hit share {m.hit_share:.0%})"
     quota = "no free quota" if not options.free_quota else f"free quota {m.free_tokens:,} tokens" if m.free_tokens else "free quota (none applies)"
     if m.duration_seconds is None:
-        time = "real-time duration unknown (no RPM/TPM for this model; pass --rpm and --tpm)"
+        which = "some model" if m.model == "TOTAL" else "this model"
+        time = f"real-time duration unknown (no RPM/TPM for {which}, or output tokens unknown; pass --rpm and --tpm)"
     else:
         lim = m.rate_limit
         limits = f" at {lim.rpm:,} RPM / {lim.tpm:,} TPM" + (" (UNCONFIRMED)" if lim.unconfirmed else "") if lim else ""
