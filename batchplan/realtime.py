@@ -242,6 +242,11 @@ def decide(plan, catalog: Catalog, region: str, currency: str, batch_factor: Dec
         for name, rows in sorted(by_model.items())
     ]
     total = _total(models, currency, batch_factor, options, rules)
+    for m in models:
+        # At the account's pace, requests of one model are duration/requests
+        # apart; past the explicit lifetime an entry could lapse between uses.
+        if m.created_tokens and m.duration_seconds is not None and m.duration_seconds > rules.lifetime_seconds * m.requests:
+            notes.append(f"{m.model}: requests are more than {rules.lifetime_seconds} s apart on average, so explicit cache entries may lapse between uses")
     truncated = any(s.truncated for s in stats.values())
     if truncated:
         notes.append("more distinct prefixes than kept: cache hits are a lower bound")
