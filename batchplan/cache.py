@@ -35,7 +35,8 @@ EXPLICIT = "explicit"
 
 # Distinct prefixes kept per model. Past this the table keeps those with the
 # smallest digests (a bottom-k sample: the same whatever the chunking), and
-# the hit figures become a lower bound (``truncated``).
+# the hit figures become a lower bound (``truncated``). While planning a
+# block up to twice as many are held, so trimming is not done per request.
 MAX_PREFIXES = 20_000
 # Prompt-token histogram bins: [0,1), [1,2), [2,4), ... [2^k, 2^(k+1)).
 HISTOGRAM_BINS = 22
@@ -88,6 +89,17 @@ class ModelStats:
             keep = sorted(self.prefixes)[:MAX_PREFIXES]
             self.prefixes = {k: self.prefixes[k] for k in keep}
             self.truncated = True
+
+    def normalized(self) -> "ModelStats":
+        """These stats with at most MAX_PREFIXES prefixes: the same whatever
+        the chunking. A prefix among the smallest digests of all requests is
+        among the smallest of any part of them, so it was never dropped and
+        its counts are exact."""
+        if len(self.prefixes) <= MAX_PREFIXES:
+            return self
+        out = ModelStats(dict(self.prefixes), self.input_tokens, self.histogram, self.explicit_requests, True)
+        out._bound()
+        return out
 
 
 @dataclass
@@ -163,7 +175,8 @@ def observe(stats: RealtimeStats, model: str, tier: str, input_tokens: int, piec
             p = s.prefixes[key] = Prefix(tokens, parent, mode)
         p.uses[tier] += 1
         parent = tokens
-    s._bound()
+    if len(s.prefixes) > 2 * MAX_PREFIXES:  # trimmed now and then, not per request
+        s._bound()
 
 
 @dataclass(frozen=True)

@@ -133,8 +133,17 @@ def duration_seconds(requests: int, tokens: int, limit: RateLimit) -> tuple[int,
     """Whole seconds to send ``requests`` of ``tokens`` in all at ``limit``,
     paced per second (RPM/60 requests, TPM/60 tokens each second), and which
     limit binds ("RPM" or "TPM")."""
-    by_requests = math.ceil(Fraction(requests * 60, limit.rpm))
-    by_tokens = math.ceil(Fraction(tokens * 60, limit.tpm))
+    def bound(amount: int, per_minute: int) -> int:
+        # Per minute alone, a minute's worth can go in a burst: the last one
+        # starts after (ceil(amount / limit) - 1) full minutes. Per second,
+        # only limit/60 go each second. The job takes the longer of the two
+        # (the per-second one, but for rounding).
+        minutes = max(0, math.ceil(Fraction(amount, per_minute)) - 1) * 60
+        seconds = math.ceil(Fraction(amount * 60, per_minute))
+        return max(minutes, seconds)
+
+    by_requests = bound(requests, limit.rpm)
+    by_tokens = bound(tokens, limit.tpm)
     return (by_tokens, "TPM") if by_tokens > by_requests else (by_requests, "RPM")
 
 
@@ -236,7 +245,7 @@ def decide(plan, catalog: Catalog, region: str, currency: str, batch_factor: Dec
     by_model: dict[str, list] = {}
     for (name, tier, thinking), row in plan.rows.items():
         by_model.setdefault(name, []).append((tier, thinking, row))
-    stats = plan.realtime.models if plan.realtime is not None else {}
+    stats = {name: s.normalized() for name, s in plan.realtime.models.items()} if plan.realtime is not None else {}
     models = [
         _decide_model(name, rows, stats.get(name), catalog, region, currency, batch_factor, options, rules, quota)
         for name, rows in sorted(by_model.items())
