@@ -183,7 +183,8 @@ def realtime_options(cache_mode: str, free_quota: str | None, rpm: int | None, t
         try:
             tokens = int(free_quota.replace(",", "").replace("_", ""))
         except ValueError:
-            raise click.BadParameter(f"{free_quota!r} is not a number of tokens", param_hint="--free-quota") from None
+            raise click.BadParameter(f"{free_quota!r} is not a number of tokens (give a number, or put --free-quota after the files)",
+                                     param_hint="--free-quota") from None
         if tokens < 0:
             raise click.BadParameter("must be zero or more tokens", param_hint="--free-quota")
     try:
@@ -218,8 +219,8 @@ def realtime_options(cache_mode: str, free_quota: str | None, rpm: int | None, t
                    "expected (as best, implicit hits in whole 256-token blocks). Batch never gets a cache.")
 @click.option("--free-quota", is_flag=False, flag_value="catalog", default=None, metavar="[TOKENS]",
               help="Take the free quota off the real-time side, per model: the region's catalog figure, or TOKENS per model. Never batch.")
-@click.option("--rpm", type=click.IntRange(min=1), default=None, help="Your account's requests per minute (overrides the catalog).")
-@click.option("--tpm", type=click.IntRange(min=1), default=None, help="Your account's tokens per minute (overrides the catalog).")
+@click.option("--rpm", type=click.IntRange(min=1), default=None, help="Your account's requests per minute, for every model (overrides the catalog).")
+@click.option("--tpm", type=click.IntRange(min=1), default=None, help="Your account's tokens per minute, for every model (overrides the catalog).")
 @click.option("--window", default="24h", show_default=True, help="Batch completion window to compare the real-time duration with: 24h to 336h, or 1d to 14d.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None, metavar="PATH",
               help="Write a self-contained HTML report (tables, charts) to PATH; needs the html extra.")

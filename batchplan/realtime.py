@@ -242,6 +242,8 @@ def decide(plan, catalog: Catalog, region: str, currency: str, batch_factor: Dec
         quota = options.free_quota_tokens if options.free_quota_tokens is not None else free_quota_tokens(catalog, region)
         if quota is None:
             notes.append(f"no free quota applies in region {region}")
+    if options.collects and plan.realtime is None and plan.requests:
+        notes.append("no prefixes were recorded (plan with Planner(realtime_stats=True) or realtime options), so no cache hits are counted")
     by_model: dict[str, list] = {}
     for (name, tier, thinking), row in plan.rows.items():
         by_model.setdefault(name, []).append((tier, thinking, row))
