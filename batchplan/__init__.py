@@ -11,6 +11,7 @@ from .catalog import Catalog, CatalogError, load_catalog
 from .output import OutputAssumption
 from .plan import BatchPlan, Planner, count_prompt_tokens, plan_file, plan_files
 from .reading import InputError
+from .realtime import RealtimeOptions
 
 __version__ = "0.1.0"
 
@@ -23,6 +24,7 @@ __all__ = [
     "Plan",
     "PlannedRequest",
     "Planner",
+    "RealtimeOptions",
     "Row",
     "count_prompt_tokens",
     "load_catalog",

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from .cache import RealtimeStats
 from .validate import LineError
 
 # Line numbers kept per warning kind; more would grow memory with the file.
@@ -127,6 +128,9 @@ class Plan:
     models: Counter = field(default_factory=Counter)
     urls: Counter = field(default_factory=Counter)
     thinking_modes: Counter = field(default_factory=Counter)
+    # Prefixes and prompt-token histogram for real-time pricing; only
+    # collected when asked (Planner(realtime_stats=True)), else None.
+    realtime: "RealtimeStats | None" = None
 
     @property
     def requests(self) -> int:
@@ -169,6 +173,7 @@ class Plan:
             models=self.models + other.models,
             urls=self.urls + other.urls,
             thinking_modes=self.thinking_modes + other.thinking_modes,
+            realtime=None if self.realtime is None and other.realtime is None else (self.realtime or RealtimeStats()).merge(other.realtime),
         )
 
     def total(self) -> Row:

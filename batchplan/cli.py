@@ -181,6 +181,27 @@ def progress_bar(total: int, quiet: bool, desc: str):
     )
 
 
+def realtime_options(cache_mode: str, free_quota: str | None, rpm: int | None, tpm: int | None, window: str):
+    from .batch_api import parse_window
+    from .realtime import RealtimeOptions
+
+    tokens = None
+    if free_quota is not None and free_quota != "catalog":
+        try:
+            tokens = int(free_quota.replace(",", "").replace("_", ""))
+        except ValueError:
+            raise click.BadParameter(f"{free_quota!r} is not a number of tokens (give a number, or put --free-quota after the files)",
+                                     param_hint="--free-quota") from None
+        if tokens < 0:
+            raise click.BadParameter("must be zero or more tokens", param_hint="--free-quota")
+    try:
+        text = parse_window(window)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--window") from None
+    hours = int(text[:-1]) * (24 if text.endswith("d") else 1)
+    return RealtimeOptions(cache=cache_mode, free_quota=free_quota is not None, free_quota_tokens=tokens, rpm=rpm, tpm=tpm, window_hours=hours)
+
+
 @cli.command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @region_option("Price region: intl (Singapore, USD) or cn (Beijing, CNY).")
@@ -199,21 +220,34 @@ def progress_bar(total: int, quiet: bool, desc: str):
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as a JSON document (docs/json.md).")
 @click.option("--per-request", type=click.Path(dir_okay=False), default=None, metavar="PATH",
               help="Write one row per input line to PATH (.jsonl or .csv).")
-@click.option("--force", is_flag=True, help="Overwrite --per-request PATH if it exists.")
+@click.option("--force", is_flag=True, help="Overwrite --per-request or --html PATH if it exists.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes for large files [default: available cores].")
 @click.option("--sample", default=None, metavar="FRACTION|N",
               help="Estimate from a random sample of lines (a fraction like 0.05, or a count), with a confidence interval.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed for --sample.")
+@click.option("--cache", "cache_mode", type=click.Choice(["none", "expected", "best"]), default="none", show_default=True,
+              help="Context cache on the real-time side: none (list prices); best (every repeat of a shared prefix hits); "
+                   "expected (as best, implicit hits in whole 256-token blocks). Batch never gets a cache.")
+@click.option("--free-quota", is_flag=False, flag_value="catalog", default=None, metavar="[TOKENS]",
+              help="Take the free quota off the real-time side, per model: the region's catalog figure, or TOKENS per model. Never batch.")
+@click.option("--rpm", type=click.IntRange(min=1), default=None, help="Your account's requests per minute, for every model (overrides the catalog).")
+@click.option("--tpm", type=click.IntRange(min=1), default=None, help="Your account's tokens per minute, for every model (overrides the catalog).")
+@click.option("--window", default="24h", show_default=True, help="Batch completion window to compare the real-time duration with: 24h to 336h, or 1d to 14d.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+              help="Write a self-contained HTML report (tables, charts) to PATH; needs the html extra.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no warnings on stderr.")
 def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, calibrate_input, as_json, per_request, force,
-            workers, sample, seed, quiet):
+            workers, sample, seed, cache_mode, free_quota, rpm, tpm, window, html_path, quiet):
     """Tokens and real-time vs batch cost of batch FILE(s).
 
     Counts every request's prompt tokens as DashScope bills them, assumes
     output tokens (the worst case unless you say otherwise), and prices each
     request at its own tier, real-time and through the Batch API (50%).
     Several files or globs give one combined plan plus a row per file.
+    Then the real-time side as DashScope would bill it (--cache, --free-quota)
+    and as long as it would take at the account's limits (--rpm, --tpm),
+    against batch, with a verdict per model and for the whole plan.
 
     \b
     Each invalid line is listed on stderr as PATH:LINE: reason (the first
@@ -232,6 +266,20 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
     paths = unique_paths(expand_paths(files))
     catalog = load_catalog_or_fail(prices_file)
     assumption = output_assumption(output_tokens, output_ratio, calibrate, catalog, calibrate_input, paths)
+    options = realtime_options(cache_mode, free_quota, rpm, tpm, window)
+    if html_path:
+        from .html_report import require_html
+
+        try:
+            require_html()
+        except ImportError as exc:
+            raise Fail(str(exc)) from None
+        refuse_overwrite(html_path, force)
+    planner = None
+    if options.collects or html_path:
+        from .plan import Planner
+
+        planner = Planner(catalog, region, assumption, realtime_stats=True)
     writer = None
     if per_request:
         try:
@@ -252,10 +300,12 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
                 except ValueError as exc:
                     raise click.BadParameter(str(exc), param_hint="--sample") from None
                 result = plan_sample(paths, size, seed, catalog=catalog, region=region, output=assumption,
-                                     on_request=writer.write if writer else None, on_progress=bar.update)
+                                     on_request=writer.write if writer else None, on_progress=bar.update, planner=planner)
+                result.decide(options, catalog)
             else:
                 result = plan_files(paths, catalog=catalog, region=region, output=assumption, workers=workers,
-                                    on_request=writer.write if writer else None, on_progress=bar.update)
+                                    on_request=writer.write if writer else None, on_progress=bar.update,
+                                    planner=planner, realtime=options)
     except InputError as exc:
         if writer:
             writer.abort()
@@ -270,6 +320,13 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
         raise
     if writer:
         writer.commit()
+    if html_path:
+        from .html_report import write_html
+
+        try:
+            write_html(result, html_path, catalog)
+        except OSError as exc:
+            raise Fail(os_error_message(exc, html_path)) from None
     if as_json:
         import json
 

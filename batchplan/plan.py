@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Iterator
 from . import aggregate as agg
 from .aggregate import Plan, PlannedRequest
 from .catalog import DEFAULT_REGION, Catalog, default_catalog
-from .chat_templates import media_parts
+from .chat_templates import media_parts, render
 from .output import OutputAssumption, estimate_output_tokens, is_thinking
 from .pricing import price_request
 from .reading import BLOCK_BYTES, Block, InputError, Line, open_input, read_blocks
@@ -48,6 +48,16 @@ class BatchPlan:
     batch_price_factor: Decimal
     sample: object | None = None  # sampling.SampleEstimate when --sample was used
     catalog_sources: dict = field(default_factory=dict)
+    realtime: object | None = None  # realtime.Decision: real-time against batch, with a verdict
+
+    def decide(self, options=None, catalog: Catalog | None = None):
+        """Real-time against batch under ``options`` (realtime.RealtimeOptions);
+        sets and returns ``self.realtime``. Cache figures need a plan made
+        with those options (prefixes are recorded only when a cache mode asks)."""
+        from .realtime import decide
+
+        self.realtime = decide(self.plan, catalog or default_catalog(), self.region, self.currency, self.batch_price_factor, options)
+        return self.realtime
 
     @property
     def exit_code(self) -> int:
@@ -66,6 +76,7 @@ class Planner:
         region: str = DEFAULT_REGION,
         output: OutputAssumption | None = None,
         counter: TokenCounter | None = None,
+        realtime_stats: bool = False,
     ):
         self.catalog = catalog or default_catalog()
         if region not in self.catalog.regions:
@@ -74,6 +85,9 @@ class Planner:
         self.output = output or OutputAssumption()
         self.counter = counter or TokenCounter()
         self.batch_factor = self.catalog.batch_limits.batch_price_factor
+        # Prefix statistics for --cache/--html; off, they cost nothing.
+        self.realtime_stats = realtime_stats
+        self._cache_minimums = None
 
     def prompt_tokens(self, request: Request) -> int:
         """The prompt tokens of one valid request."""
@@ -92,6 +106,8 @@ class Planner:
         price = price_request(model, name, self.region, input_tokens, output_tokens, thinking, self.batch_factor)
         if plan is not None:
             self._warn(plan, request, model, thinking, input_tokens, price.unpriced_reason)
+            if self.realtime_stats:
+                self._observe(plan, request, price.tier, input_tokens)
         return PlannedRequest(
             line=request.line,
             custom_id=request.custom_id,
@@ -104,6 +120,23 @@ class Planner:
             thinking=thinking,
             file=file,
         )
+
+    def _observe(self, plan: Plan, request: Request, tier: str | None, input_tokens: int) -> None:
+        """Record what real-time pricing needs (cache prefixes, histogram)."""
+        from . import cache
+
+        if self._cache_minimums is None:
+            from .realtime import cache_rules
+
+            self._cache_minimums = cache_rules(self.catalog).minimums
+        if plan.realtime is None:
+            plan.realtime = cache.RealtimeStats()
+        body = request.body
+        pieces = None
+        if not request.is_embedding:
+            pieces = render(body, self.catalog.template_for(body["model"]))
+        cache.observe(plan.realtime, body["model"], tier or "-", input_tokens, pieces, self.counter.count_text,
+                      cache.explicit_marks(body) if pieces is not None else None, self._cache_minimums)
 
     def _warn(self, plan: Plan, request: Request, model, thinking: bool, input_tokens: int, unpriced: str | None) -> None:
         body = request.body
@@ -207,7 +240,7 @@ def _pool(workers: int, planner: Planner):
         gc.freeze()
         ctx = multiprocessing.get_context("fork")
         return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(planner, None))
-    args = (planner.catalog, planner.region, planner.output)
+    args = (planner.catalog, planner.region, planner.output, None, planner.realtime_stats)
     return ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(None, args))
 
 
@@ -277,6 +310,7 @@ def plan_files(
     on_progress: Callable[[int], None] | None = None,
     planner: Planner | None = None,
     parallel_min_bytes: int | None = None,
+    realtime=None,
 ) -> BatchPlan:
     """Plan several batch files into one combined plan, plus one per file.
 
@@ -285,9 +319,11 @@ def plan_files(
     as they are planned. Inputs of ``parallel_min_bytes`` (default
     PARALLEL_MIN_BYTES) or more are spread over ``workers`` processes (default:
     the available cores); the counts are the same either way.
+    ``realtime`` (realtime.RealtimeOptions) sets the real-time assumptions
+    (cache, free quota, limits) of the result's ``realtime`` verdict.
     Raises InputError for a file that cannot be read.
     """
-    planner = planner or Planner(catalog, region, output)
+    planner = planner or Planner(catalog, region, output, realtime_stats=bool(realtime is not None and realtime.collects))
     workers = default_workers() if workers is None else max(1, workers)
     names = unique_paths(paths)
     total_bytes = sum(_input_size(name) for name in names)  # fail on any bad path before work starts
@@ -313,7 +349,9 @@ def plan_files(
             pool.shutdown(cancel_futures=True)
         if parallel:
             gc.unfreeze()
-    return planner.batch_plan(files)
+    result = planner.batch_plan(files)
+    result.decide(realtime, planner.catalog)
+    return result
 
 
 def plan_file(path: str, **options) -> BatchPlan:

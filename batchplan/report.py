@@ -116,6 +116,58 @@ def table(result: BatchPlan) -> str:
         lines.append("Some costs are unknown: see the unpriced warning. Totals are unknown, never counted as zero.")
     if result.sample is not None:
         lines.append(result.sample.describe(cur))
+    if result.realtime is not None:
+        lines.append("")
+        lines.append(realtime_table(result.realtime))
+    return "\n".join(lines)
+
+
+def _share(value: Decimal | None) -> str:
+    return "" if value is None else f"{value:.1%}"
+
+
+def realtime_table(decision) -> str:
+    """The real-time side as DashScope would bill it, against batch, with
+    the verdict per model and for the whole plan."""
+    from tabulate import tabulate
+
+    from .realtime import human_duration
+
+    o = decision.options
+    cur = decision.currency
+    quota = "no free quota" if not o.free_quota else "free quota on real-time only"
+    headers = ["model", f"real-time list ({cur})", "cache", "free quota", f"real-time ({cur})", f"batch ({cur})",
+               "input hit share", "real-time takes", "limits (RPM/TPM)"]
+    body = []
+    for m in decision.models + [decision.total]:
+        lim = m.rate_limit
+        limits = "" if lim is None else f"{lim.rpm:,}/{lim.tpm:,}" + (" UNCONFIRMED" if lim.unconfirmed else "")
+        body.append([
+            m.model, money(m.list_cost),
+            "-" if m.cache_cost_saving is None else "-" + money(m.cache_cost_saving) if m.cache_cost_saving else "0",
+            "-" if m.free_quota_saving is None else "-" + money(m.free_quota_saving) if m.free_quota_saving else "0",
+            money(m.realtime_cost), money(m.batch_cost),
+            _share(m.hit_share) if o.cache != "none" else "", human_duration(m.duration_seconds),
+            limits if m.model != "TOTAL" else "",
+        ])
+    lines = [f"Real-time or batch (cache={o.cache}, {quota}, batch window {o.window_hours}h):"]
+    lines.append(tabulate(body, headers, tablefmt="simple", colalign=("left",) + ("right",) * 8, disable_numparse=True))
+    if decision.break_even_hit_share is not None:
+        lines.append(
+            f"Break-even: batch is cheaper on input while the implicit cache hit share is under {decision.break_even_hit_share:.1%} "
+            f"(hits at {decision.implicit_hit_factor:.0%} of input price, batch at {decision.batch_factor:.0%})."
+        )
+    if o.cache != "none":
+        lines.append(
+            f"cache={o.cache}: " + ("every repeat of a shared prefix hits; the first use of each prefix is a miss." if o.cache == "best"
+                                    else "as best, but implicit hits count only in whole blocks; the first use of each prefix is a miss.")
+        )
+    lines.append("Duration: sending at the per-second limits (RPM/60 requests, TPM/60 tokens), input plus expected output tokens; response latency not included.")
+    for note in decision.notes:
+        lines.append(f"Note: {note}.")
+    lines.extend(m.verdict for m in decision.models)
+    if len(decision.models) > 1:
+        lines.append(decision.total.verdict)
     return "\n".join(lines)
 
 
@@ -216,7 +268,65 @@ def document(result: BatchPlan) -> dict[str, Any]:
     }
     if result.sample is not None:
         doc["sample"] = result.sample.document()
+    if result.realtime is not None:
+        doc["realtime"] = realtime_document(result.realtime)
     return doc
+
+
+def _share_doc(value: Decimal | None) -> str | None:
+    return None if value is None else exact(value.quantize(Decimal("0.000001")))
+
+
+def _decision_doc(m) -> dict[str, Any]:
+    lim = m.rate_limit
+    return {
+        "model": m.model,
+        "requests": m.requests,
+        "input_tokens": m.input_tokens,
+        "output_tokens": m.output_tokens,
+        "realtime_list_cost": exact(m.list_cost),
+        "realtime_input_list_cost": exact(m.input_list_cost),
+        "realtime_output_list_cost": exact(m.output_list_cost),
+        "cache_saving": exact(m.cache_cost_saving),
+        "free_quota_saving": exact(m.free_quota_saving),
+        "realtime_cost": exact(m.realtime_cost),
+        "batch_cost": exact(m.batch_cost),
+        "cache_modes": list(m.cache_modes),
+        "cache_note": m.cache_note,
+        "cache_hit_tokens": exact(m.hit_tokens),
+        "cache_created_tokens": exact(m.created_tokens),
+        "cache_hit_share": _share_doc(m.hit_share),
+        "free_quota_tokens": m.free_tokens,
+        "rate_limit": None if lim is None else {"rpm": lim.rpm, "tpm": lim.tpm, "unconfirmed": lim.unconfirmed, "source": lim.source},
+        "duration_seconds": m.duration_seconds,
+        "duration_bound": m.duration_bound,
+        "batch_window_seconds": m.window_seconds,
+        "inside_batch_window": m.inside_window,
+        "cheaper": m.cheaper,
+        "difference": exact(m.difference),
+        "difference_share": _share_doc(m.difference_share),
+        "verdict": m.verdict,
+    }
+
+
+def realtime_document(decision) -> dict[str, Any]:
+    """The ``realtime`` block of the plan document (docs/json.md)."""
+    o = decision.options
+    return {
+        "cache": o.cache,
+        "free_quota": o.free_quota,
+        "free_quota_tokens_per_model": o.free_quota_tokens,
+        "rpm": o.rpm,
+        "tpm": o.tpm,
+        "batch_window_hours": o.window_hours,
+        "break_even_hit_share": _share_doc(decision.break_even_hit_share),
+        "explicit_break_even_hit_share": _share_doc(decision.explicit_break_even_hit_share),
+        "prefix_table_truncated": decision.prefix_table_truncated,
+        "notes": decision.notes,
+        "models": [_decision_doc(m) for m in decision.models],
+        "total": _decision_doc(decision.total),
+        "verdict": decision.verdict,
+    }
 
 
 # -- per request --------------------------------------------------------------

@@ -220,6 +220,7 @@ def _scale(plan: Plan, lines: int, sampled: int) -> Plan:
         models=Counter({m: count(n) for m, n in plan.models.items()}),
         urls=Counter({u: count(n) for u, n in plan.urls.items()}),
         thinking_modes=Counter({t: count(n) for t, n in plan.thinking_modes.items()}),
+        realtime=plan.realtime,  # scaled by realtime.decide, from the rows
     )
 
 
