@@ -82,6 +82,15 @@ def counted_images(message: dict[str, Any]) -> list[dict[str, Any]]:
     return [part for part in content if is_image(part)]
 
 
+def has_images(body: dict[str, Any]) -> bool:
+    """Whether any message holds an image the renderer places (cheap when no
+    content is a list)."""
+    for message in body.get("messages", ()):
+        if type(message.get("content")) is list and counted_images(message):
+            return True
+    return False
+
+
 def _runs(content: list[dict[str, Any]]) -> list[str]:
     """The text of a content list cut at its images: one more run than images."""
     runs = [""]
@@ -140,8 +149,10 @@ def render(body: dict[str, Any], family: str = "qwen3") -> list[str | None]:
             pieces += [SPECIAL, text, SPECIAL, "\n"]
         elif role == "assistant" and message.get("tool_calls"):
             pieces += [SPECIAL, _assistant_with_calls(content, message["tool_calls"], family), SPECIAL, "\n"]
+        elif type(message.get("content")) is list:
+            _turn(pieces, f"{role}\n", message, content, close=True)  # images are cut in here
         else:
-            _turn(pieces, f"{role}\n", message, content, close=True)
+            pieces += [SPECIAL, f"{role}\n{content}", SPECIAL, "\n"]
         previous_role = role
     if not partial:
         pieces += [SPECIAL, "assistant\n"]

@@ -92,6 +92,24 @@ PRICES_OPTION = click.option(
 )
 
 
+def _image_size(ctx, param, value):
+    from .images import parse_image_size
+
+    if value is None:
+        return None
+    try:
+        return parse_image_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+IMAGE_SIZE_OPTION = click.option(
+    "--image-size", default=None, metavar="WxH", callback=_image_size,
+    help="Size to assume for remote image URLs, which are not fetched (e.g. 1024x768) "
+         "[default: each counts as the model's per-image maximum]. data: images are measured.",
+)
+
+
 def expand_paths(patterns: tuple[str, ...]) -> list[str]:
     """Paths as given, with globs expanded (for shells that do not)."""
     paths: list[str] = []
@@ -193,8 +211,10 @@ def progress_bar(total: int, quiet: bool, desc: str):
 @click.option("--sample", default=None, metavar="FRACTION|N",
               help="Estimate from a random sample of lines (a fraction like 0.05, or a count), with a confidence interval.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed for --sample.")
+@IMAGE_SIZE_OPTION
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no warnings on stderr.")
-def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, as_json, per_request, force, workers, sample, seed, quiet):
+def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, as_json, per_request, force, workers, sample, seed,
+            image_size, quiet):
     """Tokens and real-time vs batch cost of batch FILE(s).
 
     Counts every request's prompt tokens as DashScope bills them, assumes
@@ -208,13 +228,15 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
       1  some lines are invalid (they are listed; the plan is still printed)
       2  usage error, unreadable input, or no requests at all
     """
-    from .plan import plan_files, unique_paths
+    from .images import ImageAssumption
+    from .plan import Planner, plan_files, unique_paths
     from .reading import InputError
     from .report import PerRequestWriter, document, per_request_format, table, warning_lines
 
     paths = unique_paths(expand_paths(files))
     catalog = load_catalog_or_fail(prices_file)
     assumption = output_assumption(output_tokens, output_ratio, calibrate)
+    planner = Planner(catalog, region, assumption, images=ImageAssumption(image_size))
     writer = None
     if per_request:
         try:
@@ -234,10 +256,10 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
                     size = parse_sample(sample)
                 except ValueError as exc:
                     raise click.BadParameter(str(exc), param_hint="--sample") from None
-                result = plan_sample(paths, size, seed, catalog=catalog, region=region, output=assumption,
+                result = plan_sample(paths, size, seed, planner=planner,
                                      on_request=writer.write if writer else None, on_progress=bar.update)
             else:
-                result = plan_files(paths, catalog=catalog, region=region, output=assumption, workers=workers,
+                result = plan_files(paths, planner=planner, workers=workers,
                                     on_request=writer.write if writer else None, on_progress=bar.update)
     except InputError as exc:
         if writer:

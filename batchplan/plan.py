@@ -20,7 +20,8 @@ from typing import Callable, Iterable, Iterator
 from . import aggregate as agg
 from .aggregate import Plan, PlannedRequest
 from .catalog import DEFAULT_REGION, Catalog, default_catalog
-from .chat_templates import media_parts
+from .chat_templates import has_images, media_parts
+from .images import ImageAssumption, ImageCount, count_images
 from .output import OutputAssumption, estimate_output_tokens, is_thinking
 from .pricing import price_request
 from .reading import BLOCK_BYTES, Block, InputError, Line, open_input, read_blocks
@@ -66,6 +67,7 @@ class Planner:
         region: str = DEFAULT_REGION,
         output: OutputAssumption | None = None,
         counter: TokenCounter | None = None,
+        images: ImageAssumption | None = None,
     ):
         self.catalog = catalog or default_catalog()
         if region not in self.catalog.regions:
@@ -73,11 +75,25 @@ class Planner:
         self.region = region
         self.output = output or OutputAssumption()
         self.counter = counter or TokenCounter()
+        self.images = images or ImageAssumption()  # the size of remote images (--image-size)
         self.batch_factor = self.catalog.batch_limits.batch_price_factor
 
     def prompt_tokens(self, request: Request) -> int:
         """The prompt tokens of one valid request."""
-        return self.counter.prompt_tokens(request.body, request.url, self.catalog.template_for(request.body["model"]))
+        body = request.body
+        tokens = self.counter.prompt_tokens(body, request.url, self.catalog.template_for(body["model"]))
+        if not request.is_embedding and has_images(body):
+            tokens += self._image_count(body).tokens
+        return tokens
+
+    def _image_count(self, body: dict):
+        """The images of a request, counted by the model's rule (None when the
+        catalog has no rule for the model: its images stay uncounted)."""
+        model = self.catalog.model(body["model"])
+        rule = model.vision if model is not None else None
+        if rule is None:
+            return _NO_IMAGES
+        return count_images(body, rule.for_model(body["model"]), self.images)
 
     def plan_request(self, request: Request, plan: Plan | None = None, file: str | None = None, input_tokens: int | None = None) -> PlannedRequest:
         """Count (unless ``input_tokens`` is given), price and estimate one
@@ -121,6 +137,19 @@ class Planner:
             if thinking and model.thinks_by_default and "enable_thinking" not in body:
                 plan.warn(agg.THINKING_DEFAULT, line, model.name)
         if not request.is_embedding and media_parts(body):
+            self._warn_media(plan, request, model)
+
+    def _warn_media(self, plan: Plan, request: Request, model) -> None:
+        """Images counted at an assumed size, images that could not be read,
+        and media left uncounted (audio, video, images without a rule)."""
+        body, line = request.body, request.line
+        found = self._image_count(body) if has_images(body) else _NO_IMAGES
+        if found.assumed:
+            rule = model.vision if model is not None else None
+            plan.warn(agg.IMAGE_SIZE_ASSUMED, line, self.images.describe(rule, body.get("vl_high_resolution_images") is True))
+        for reason in found.unreadable:
+            plan.warn(agg.IMAGE_UNREADABLE, line, reason)
+        if media_parts(body) > found.images:
             plan.warn(agg.MEDIA_NOT_COUNTED, line)
 
     def batch_plan(self, files: dict[str, Plan]) -> BatchPlan:
@@ -173,6 +202,9 @@ class Planner:
         return plan, rows, len(block.data)
 
 
+_NO_IMAGES = ImageCount()  # nothing counted (never changed)
+
+
 # -- worker processes ------------------------------------------------------
 
 # Blocks sent to workers are smaller than when planning in-process, so the
@@ -207,7 +239,7 @@ def _pool(workers: int, planner: Planner):
         gc.freeze()
         ctx = multiprocessing.get_context("fork")
         return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(planner, None))
-    args = (planner.catalog, planner.region, planner.output)
+    args = (planner.catalog, planner.region, planner.output, None, planner.images)
     return ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(None, args))
 
 
