@@ -111,8 +111,8 @@ WARNING_TEXT = {
     UNPRICED: "requests with no price (cost unknown)",
     THINKING_DEFAULT: "requests to a model that thinks by default, without enable_thinking (priced as thinking)",
     MEDIA_NOT_COUNTED: "requests with audio or video parts, or images for a model with no image rule, whose tokens are not counted",
-    IMAGE_SIZE_ASSUMED: "requests with remote images (not fetched), counted at an assumed size",
-    IMAGE_UNREADABLE: "requests with a data: image that could not be read (its tokens are not counted)",
+    IMAGE_SIZE_ASSUMED: "remote images (not fetched), counted at an assumed size",
+    IMAGE_UNREADABLE: "data: images that could not be read (their tokens are not counted)",
 }
 
 RowKey = tuple[str, str, bool]  # model, tier label, thinking

@@ -166,11 +166,11 @@ class ImageAssumption:
 
     def describe(self, rule: VisionRule | None = None, high_resolution: bool = False) -> str:
         if self.size is not None:
-            return f"assumed {self.size[0]}x{self.size[1]} (--image-size)"
+            return f"{self.size[0]}x{self.size[1]} from --image-size"
         if rule is None:
-            return "the per-image maximum (pass --image-size WxH)"
+            return "the per-image maximum; --image-size WxH sets a size"
         cap = rule.max_tokens_high_resolution if high_resolution else rule.max_tokens
-        return f"the per-image maximum, {cap} tokens (pass --image-size WxH)"
+        return f"the per-image maximum of {cap} tokens; --image-size WxH sets a size"
 
 
 def parse_image_size(text: str) -> tuple[int, int]:

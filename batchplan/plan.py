@@ -86,14 +86,8 @@ class Planner:
             tokens += self._image_count(body).tokens
         return tokens
 
-    def _image_count(self, body: dict):
-        """The images of a request, counted by the model's rule (None when the
-        catalog has no rule for the model: its images stay uncounted)."""
-        model = self.catalog.model(body["model"])
-        rule = model.vision if model is not None else None
-        if rule is None:
-            return _NO_IMAGES
-        return count_images(body, rule.for_model(body["model"]), self.images)
+    def _image_count(self, body: dict) -> ImageCount:
+        return image_count(self.catalog, body, self.images)
 
     def plan_request(self, request: Request, plan: Plan | None = None, file: str | None = None, input_tokens: int | None = None) -> PlannedRequest:
         """Count (unless ``input_tokens`` is given), price and estimate one
@@ -146,7 +140,9 @@ class Planner:
         found = self._image_count(body) if has_images(body) else _NO_IMAGES
         if found.assumed:
             rule = model.vision if model is not None else None
-            plan.warn(agg.IMAGE_SIZE_ASSUMED, line, self.images.describe(rule, body.get("vl_high_resolution_images") is True))
+            detail = self.images.describe(rule, body.get("vl_high_resolution_images") is True)
+            for _ in range(found.assumed):  # counted per image
+                plan.warn(agg.IMAGE_SIZE_ASSUMED, line, detail)
         for reason in found.unreadable:
             plan.warn(agg.IMAGE_UNREADABLE, line, reason)
         if media_parts(body) > found.images:
@@ -352,10 +348,26 @@ def plan_file(path: str, **options) -> BatchPlan:
     return plan_files([path], **options)
 
 
-def count_prompt_tokens(body: dict, url: str = "/v1/chat/completions", catalog: Catalog | None = None) -> int:
-    """The prompt tokens DashScope bills for one request body."""
+def count_prompt_tokens(body: dict, url: str = "/v1/chat/completions", catalog: Catalog | None = None,
+                        images: ImageAssumption | None = None) -> int:
+    """The prompt tokens DashScope bills for one request body (remote images
+    at ``images``' size, else at the per-image maximum)."""
     catalog = catalog or default_catalog()
-    return _default_counter().prompt_tokens(body, url, catalog.template_for(body.get("model", "")))
+    tokens = _default_counter().prompt_tokens(body, url, catalog.template_for(body.get("model", "")))
+    if url != "/v1/embeddings" and has_images(body):
+        tokens += image_count(catalog, body, images or ImageAssumption()).tokens
+    return tokens
+
+
+def image_count(catalog: Catalog, body: dict, images: ImageAssumption) -> ImageCount:
+    """The images of a request, counted by the model's rule in the catalog
+    (nothing when it has none: those images stay uncounted, with a warning)."""
+    name = body.get("model", "")
+    model = catalog.model(name)
+    rule = model.vision if model is not None else None
+    if rule is None:
+        return _NO_IMAGES
+    return count_images(body, rule.for_model(name), images)
 
 
 _COUNTER: TokenCounter | None = None
