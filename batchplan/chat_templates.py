@@ -15,9 +15,11 @@ Rules (checked against recorded DashScope responses; see docs/counting.md):
   template with jinja2 and compares), including its ``<think>`` handling of
   assistant turns after the last user query; the generation prompt gets no
   empty think block (DashScope does not bill one; see docs/counting.md).
-- An image part is ``<|vision_start|>`` + its grid tokens + ``<|vision_end|>``
-  in place: the two marks are ``SPECIAL`` pieces here, the grid tokens are
-  added by ``images`` (they depend on the image's size and the model).
+- An image part is ``Picture N: <|vision_start|>`` + its grid tokens +
+  ``<|vision_end|>`` in place (Qwen2-VL's template with add_vision_id; the
+  recorded qwen-vl-plus responses bill exactly that): the two marks are
+  ``SPECIAL`` pieces here, the grid tokens are added by ``images`` (they
+  depend on the image's size and the model).
 - A final assistant message with ``partial: true`` is left open: no closing
   tokens and no generation header.
 - ``response_format: {"type": "json_object"}`` adds 2 tokens.
@@ -91,31 +93,28 @@ def has_images(body: dict[str, Any]) -> bool:
     return False
 
 
-def _runs(content: list[dict[str, Any]]) -> list[str]:
-    """The text of a content list cut at its images: one more run than images."""
-    runs = [""]
-    for part in content:
-        kind = part.get("type", "text")
-        if kind == "text":
-            runs[-1] += part.get("text", "")
-        elif kind in IMAGE_TYPES:
-            runs.append("")
-    return runs
-
-
-def _turn(pieces: list[str | None], head: str, message: dict[str, Any], text: str, close: bool) -> None:
+def _turn(pieces: list[str | None], head: str, message: dict[str, Any], text: str, close: bool, seen: int) -> int:
     """One turn: SPECIAL, head + text, then (when ``close``) SPECIAL and a
-    newline. Images in the content split the text: each adds its two vision
-    marks as SPECIAL pieces where it stands."""
+    newline. An image in the content becomes "Picture N: " and its two vision
+    marks (SPECIAL pieces) where it stands, N counting the request's images;
+    returns the images seen so far."""
     if counted_images(message):
-        runs = _runs(message["content"])
-        pieces += [SPECIAL, head + runs[0]]
-        for run in runs[1:]:
-            pieces += [SPECIAL, SPECIAL, run]
+        pieces.append(SPECIAL)
+        run = head
+        for part in message["content"]:
+            kind = part.get("type", "text")
+            if kind == "text":
+                run += part.get("text", "")
+            elif kind in IMAGE_TYPES:
+                seen += 1
+                pieces += [run + f"Picture {seen}: ", SPECIAL, SPECIAL]
+                run = ""
+        pieces.append(run)
     else:
         pieces += [SPECIAL, head + text]
     if close:
         pieces += [SPECIAL, "\n"]
+    return seen
 
 
 def is_partial(messages: list[dict[str, Any]]) -> bool:
@@ -137,20 +136,21 @@ def render(body: dict[str, Any], family: str = "qwen3") -> list[str | None]:
     # last user query; only the tools path uses that template.
     last_query = _last_query_index(messages) if uses_tools and family != "qwen2.5" else None
     previous_role = None
+    images = 0  # images so far: DashScope writes "Picture N: " before each
     for i, message in enumerate(messages):
         role = message["role"]
         content = text_of(message.get("content"))
         if role == "tool":
             _render_tool_response(pieces, content, previous_role == "tool", _next_role(messages, i) == "tool")
         elif i == last and partial:
-            _turn(pieces, f"{role}\n", message, content, close=False)
+            images = _turn(pieces, f"{role}\n", message, content, False, images)
         elif role == "assistant" and last_query is not None:
             text = _qwen3_assistant(message, content, i > last_query, i == last)
             pieces += [SPECIAL, text, SPECIAL, "\n"]
         elif role == "assistant" and message.get("tool_calls"):
             pieces += [SPECIAL, _assistant_with_calls(content, message["tool_calls"], family), SPECIAL, "\n"]
         elif type(message.get("content")) is list:
-            _turn(pieces, f"{role}\n", message, content, close=True)  # images are cut in here
+            images = _turn(pieces, f"{role}\n", message, content, True, images)  # images are cut in here
         else:
             pieces += [SPECIAL, f"{role}\n{content}", SPECIAL, "\n"]
         previous_role = role

@@ -19,7 +19,7 @@ from batchplan.images import (
 )
 from batchplan.tokens import TokenCounter
 
-from conftest import line
+from conftest import FIXTURES, line
 
 R28 = VisionRule(patch=28)
 R32 = VisionRule(patch=32)
@@ -145,29 +145,50 @@ def counter():
     return TokenCounter()
 
 
+def test_recorded_qwen_vl_plus_requests():
+    """DashScope's own numbers: input_tokens - image_tokens is everything but
+    the image's grid. Without "Picture 1: " before the image it would be 31."""
+    doc = json.loads((FIXTURES / "qwen_vl_plus_image_records.json").read_text("utf-8"))
+    for case in doc["cases"]:
+        body, size = case["body"], (2048, 1365)  # any size: only the rest is checked
+        rule = default_catalog().model("qwen-vl-plus").vision
+        grid = grid_tokens(*size, rule, body.get("vl_high_resolution_images") is True)
+        counted = count_prompt_tokens(body, images=ImageAssumption(size))
+        assert counted - grid == case["reported_input_tokens"] - case["reported_image_tokens"] == 36, case["id"]
+
+
 def test_request_with_a_base64_image(counter):
     body = vl_body(image_part(data_url(640, 480)), TEXT)
-    text = counter.count_text("user\n") + counter.count_text("What is in this picture?")
-    # <|im_start|>user\n <|vision_start|> 300 <|vision_end|> text <|im_end|>\n <|im_start|>assistant\n
-    assert count_prompt_tokens(body) == 1 + text + 2 + 300 + 1 + 1 + 1 + counter.count_text("assistant\n")
-    assert count_prompt_tokens(body) == count_prompt_tokens(vl_body(TEXT)) + 2 + 300
+    # <|im_start|> "user\nPicture 1: " <|vision_start|> 300 <|vision_end|> text <|im_end|> "\n" <|im_start|> "assistant\n"
+    expected = (1 + counter.count_text("user\nPicture 1: ") + 2 + 300 + counter.count_text("What is in this picture?")
+                + 1 + 1 + 1 + counter.count_text("assistant\n"))
+    assert count_prompt_tokens(body) == expected
+    assert counter.count_text("user\nPicture 1: ") == counter.count_text("user\n") + 5
 
 
-def test_text_around_an_image_is_counted_in_two_runs(counter):
-    body = vl_body({"type": "text", "text": "Compare "}, image_part(data_url(64, 64)), {"type": "text", "text": "with this."})
-    plain = vl_body({"type": "text", "text": "Compare with this."})
-    runs = counter.count_text("user\nCompare ") + counter.count_text("with this.")
-    assert count_prompt_tokens(body) - count_prompt_tokens(plain) == runs - counter.count_text("user\nCompare with this.") + 2 + 4
+def test_images_are_numbered_across_the_request(counter):
+    small = image_part(data_url(64, 64))  # 2x2 patches of 32
+    body = {"model": "qwen-vl-max", "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "Compare "}, small, {"type": "text", "text": "with "}, small]},
+        {"role": "assistant", "content": "Same."},
+        {"role": "user", "content": [small, {"type": "text", "text": "and this?"}]}]}
+    runs = ["user\nCompare Picture 1: ", "with Picture 2: ", "", "assistant\nSame.", "user\nPicture 3: ", "and this?", "assistant\n"]
+    specials = 3 * 2 + 3 * 2 + 1  # 3 turns closed, 3 images' marks, the generation header
+    newlines = 3
+    assert count_prompt_tokens(body) == sum(counter.count_text(r) for r in runs) + specials + newlines + 3 * 4
 
 
 def test_high_resolution_flag_and_snapshots():
     url = data_url(4000, 3000, "PNG")
-    base = count_prompt_tokens(vl_body(TEXT))
-    assert count_prompt_tokens(vl_body(image_part(url), TEXT)) - base == 2 + grid_tokens(4000, 3000, R32)
-    high = vl_body(image_part(url), TEXT, vl_high_resolution_images=True)
-    assert count_prompt_tokens(high) - base == 2 + grid_tokens(4000, 3000, R32, high_resolution=True) == 2 + 125 * 94
-    old = vl_body(image_part(url), TEXT, model="qwen-vl-max-2025-04-08")
-    assert count_prompt_tokens(old) - count_prompt_tokens(vl_body(TEXT, model="qwen-vl-max-2025-04-08")) == 2 + 1230
+    with_image = count_prompt_tokens(vl_body(image_part(url), TEXT))
+    high = count_prompt_tokens(vl_body(image_part(url), TEXT, vl_high_resolution_images=True))
+    assert high - with_image == grid_tokens(4000, 3000, R32, high_resolution=True) - grid_tokens(4000, 3000, R32) == 125 * 94 - 1230
+    old = count_prompt_tokens(vl_body(image_part(url), TEXT, model="qwen-vl-max-2025-04-08"))
+    # 28 pixels a token there: 4000x3000 -> 41 x 30 patches, as for 32 (the cap scales both the same way).
+    assert old == with_image
+    tall = data_url(3000, 600, "PNG")
+    assert (count_prompt_tokens(vl_body(image_part(tall), TEXT, model="qwen-vl-max-2025-04-08"))
+            - count_prompt_tokens(vl_body(image_part(tall), TEXT))) == grid_tokens(3000, 600, R28) - grid_tokens(3000, 600, R32)
 
 
 def test_remote_images_at_the_assumed_size_or_the_maximum():
@@ -201,21 +222,23 @@ def test_compare_counts_a_base64_image(run, write_batch):
                         line("2", model="qwen-vl-max", messages=[{"role": "user", "content": [TEXT]}])])
     result, doc = compare_json(run, path)
     assert result.exit_code == 0
-    text_only = count_prompt_tokens(vl_body(TEXT))
-    assert doc["total"]["input_tokens"] == 2 * text_only + 2 + 300
+    with_image = count_prompt_tokens(vl_body(image_part(url), TEXT))
+    assert doc["total"]["input_tokens"] == with_image + count_prompt_tokens(vl_body(TEXT))
+    assert with_image == count_prompt_tokens(vl_body(image_part("https://x/y.png"), TEXT), images=ImageAssumption((640, 480)))
     assert not warning(doc, "media_not_counted") and not warning(doc, "image_size_assumed")
 
 
 def test_compare_remote_image_with_and_without_image_size(run, write_batch):
     messages = [{"role": "user", "content": [image_part("https://example.com/a.png"), TEXT]}]
     path = write_batch([line("1", model="qwen-vl-plus", messages=messages)])
-    text_only = count_prompt_tokens(vl_body(TEXT, model="qwen-vl-plus"))
+    body = vl_body(image_part("https://example.com/a.png"), TEXT, model="qwen-vl-plus")
+    at_640 = count_prompt_tokens(body, images=ImageAssumption((640, 480)))
     result, doc = compare_json(run, path)
-    assert result.exit_code == 0 and doc["total"]["input_tokens"] == text_only + 2 + 1280
+    assert result.exit_code == 0 and doc["total"]["input_tokens"] == at_640 - 300 + 1280 == count_prompt_tokens(body)
     assumed = warning(doc, "image_size_assumed")
     assert assumed["count"] == 1 and assumed["lines"] == [1] and "per-image maximum of 1280 tokens" in assumed["message"]
     result, doc = compare_json(run, path, "--image-size", "640x480")
-    assert doc["total"]["input_tokens"] == text_only + 2 + 300
+    assert doc["total"]["input_tokens"] == at_640
     assert "640x480 from --image-size" in warning(doc, "image_size_assumed")["message"]
     table = run("compare", path, "--image-size", "640x480")
     assert "1 remote images (not fetched), counted at an assumed size (640x480 from --image-size)" in table.stderr
@@ -251,8 +274,8 @@ def test_images_for_a_model_without_a_rule_stay_uncounted(run, write_batch):
     path = write_batch([line("1", model="qwen-plus", messages=[{"role": "user", "content": [image_part(data_url(64, 64)), TEXT]}])])
     result, doc = compare_json(run, path)
     assert warning(doc, "media_not_counted")["lines"] == [1]
-    # Only the two vision marks are in the count.
-    assert doc["total"]["input_tokens"] == count_prompt_tokens(vl_body(TEXT, model="qwen-plus")) + 2
+    # Only "Picture 1: " and the two vision marks are in the count.
+    assert doc["total"]["input_tokens"] == count_prompt_tokens(vl_body(TEXT, model="qwen-plus")) + 5 + 2
 
 
 def test_pillow_is_not_imported_for_text_jobs(tmp_path):
