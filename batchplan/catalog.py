@@ -260,6 +260,9 @@ def _vision(name: str, v: Any):
     for key, value in values.items():
         if value is not None and (type(value) is not int or value < 1):
             raise ValueError(f"model {name}: vision.{key} must be a positive integer")
+    before = older.get("before")
+    if before is not None and not (isinstance(before, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", before)):
+        raise ValueError(f"model {name}: vision.older_snapshots.before must be a date like 2025-08-13")
     return VisionRule(
         patch=v.get("patch", 28),
         min_tokens=v.get("min_tokens", 4),

@@ -84,6 +84,18 @@ def test_catalog_rules_with_sources():
     assert catalog.model("qwen-plus").vision is None
 
 
+@pytest.mark.parametrize("vision,reason", [
+    ({"patch": "big"}, "vision.patch must be a positive integer"),
+    ([28], "vision must be an object"),
+    ({"older_snapshots": {"before": 2025, "patch": 28}}, "vision.older_snapshots.before must be a date"),
+])
+def test_a_bad_vision_section_is_a_one_line_error(run, write_batch, tmp_path, vision, reason):
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"models": {"qwen-vl-max": {"vision": vision}}}), "utf-8")
+    result = run("compare", write_batch([line("1", model="qwen-vl-max")]), "--prices", prices)
+    assert result.exit_code == 2 and reason in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("text,size", [("1024x768", (1024, 768)), ("640X480", (640, 480)), (" 32 x 32 ", (32, 32))])
 def test_parse_image_size(text, size):
     assert parse_image_size(text) == size
