@@ -1,7 +1,7 @@
 """Render a chat request into the prompt DashScope bills, as pieces.
 
 A rendered prompt is a list of pieces: text, or ``SPECIAL`` for one special
-token (<|im_start|> or <|im_end|>). Cutting at special tokens is exact, since
+token (<|im_start|>, <|im_end|>, or a vision mark around an image). Cutting at special tokens is exact, since
 the tokenizer never merges across them, and it lets the counter reuse the count
 of a piece it has seen before.
 
@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-SPECIAL = None  # one special token: <|im_start|> or <|im_end|>
+SPECIAL = None  # one special token: <|im_start|>, <|im_end|>, <|vision_start|> or <|vision_end|>
 JSON_MODE_TOKENS = 2
 
 QWEN25_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
@@ -75,11 +75,10 @@ def is_image(part: dict[str, Any]) -> bool:
 
 def counted_images(message: dict[str, Any]) -> list[dict[str, Any]]:
     """The image parts of a message that are rendered (and counted) in place:
-    those of system, user and plain assistant turns. Images in tool responses
-    and in assistant turns with tool_calls are not (they stay uncounted, with
-    the media warning)."""
+    those of user and system turns. Images elsewhere (assistant turns, tool
+    responses) are not: they stay uncounted, with the media warning."""
     content = message.get("content")
-    if not isinstance(content, list) or message.get("role") == "tool" or message.get("tool_calls"):
+    if not isinstance(content, list) or message.get("role") not in ("user", "system"):
         return []
     return [part for part in content if is_image(part)]
 

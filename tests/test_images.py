@@ -296,3 +296,15 @@ def test_pillow_is_not_imported_for_text_jobs(tmp_path):
     code = ("import sys; from batchplan import plan_file; plan_file(%r); "
             "sys.exit(1 if 'PIL' in sys.modules else 0)" % str(path))
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_images_outside_user_and_system_turns_stay_uncounted(run, write_batch):
+    small = image_part(data_url(64, 64))
+    messages = [{"role": "user", "content": "Describe it."}, {"role": "assistant", "content": [small, TEXT]},
+                {"role": "user", "content": "Thanks"}]
+    path = write_batch([line("1", model="qwen-vl-max", messages=messages)])
+    result, doc = compare_json(run, path)
+    text_only = [dict(m) for m in messages]
+    text_only[1] = {"role": "assistant", "content": [TEXT]}
+    assert doc["total"]["input_tokens"] == count_prompt_tokens({"model": "qwen-vl-max", "messages": text_only})
+    assert warning(doc, "media_not_counted")["lines"] == [1]
