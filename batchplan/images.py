@@ -143,7 +143,10 @@ def data_url_size(url: str) -> tuple[int, int]:
             last = exc
         else:
             last = ValueError("empty image")
-    reason = str(last).split("\n")[0] or type(last).__name__
+    if isinstance(last, UnidentifiedImageError):
+        reason = "not an image format Pillow knows"  # its own message names a memory address
+    else:
+        reason = str(last).split("\n")[0] or type(last).__name__
     raise ImageError(f"cannot read the image ({reason})")
 
 

@@ -130,7 +130,8 @@ def test_jpeg_whose_header_is_past_the_first_64k():
 
 
 @pytest.mark.parametrize("url,reason", [
-    ("data:image/png;base64,aGVsbG8gd29ybGQ=", "cannot read the image"),  # "hello world"
+    ("data:image/png;base64,aGVsbG8gd29ybGQ=", r"cannot read the image \(not an image format Pillow knows\)"),  # "hello world"
+    ("data:image/png;base64,", "cannot read the image"),
     ("data:image/png;base64,!!!", "cannot read the image"),
     ("data:image/png,rawbytes", "not a base64 data: URL"),
 ])
