@@ -104,12 +104,16 @@ OVER_MAX_OUTPUT = "max_tokens_over_max_output"
 UNPRICED = "unpriced"
 THINKING_DEFAULT = "thinking_by_default"
 MEDIA_NOT_COUNTED = "media_not_counted"
+IMAGE_SIZE_ASSUMED = "image_size_assumed"
+IMAGE_UNREADABLE = "image_unreadable"
 WARNING_TEXT = {
     OVER_MAX_INPUT: "requests over the model's max input tokens",
     OVER_MAX_OUTPUT: "requests whose max_tokens is over the model's max output",
     UNPRICED: "requests with no price (cost unknown)",
     THINKING_DEFAULT: "requests to a model that thinks by default, without enable_thinking (priced as thinking)",
-    MEDIA_NOT_COUNTED: "requests with image, audio or video parts, whose tokens are not counted",
+    MEDIA_NOT_COUNTED: "requests with audio or video parts, or images for a model with no image rule, whose tokens are not counted",
+    IMAGE_SIZE_ASSUMED: "remote images (not fetched), counted at an assumed size",
+    IMAGE_UNREADABLE: "data: images that could not be read (their tokens are not counted)",
 }
 
 RowKey = tuple[str, str, bool]  # model, tier label, thinking

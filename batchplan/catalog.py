@@ -114,6 +114,7 @@ class Model:
     thinks_by_default: bool
     limits: Limits
     prices: dict[str, RegionPrice]  # region -> price
+    vision: Any = None  # images.VisionRule for models that take images, else None
 
     def price(self, region: str) -> RegionPrice | None:
         return self.prices.get(region)
@@ -245,6 +246,36 @@ def _model(name: str, m: dict[str, Any], regions: dict[str, Region]) -> Model:
         thinks_by_default=bool(m.get("thinks_by_default", False)),
         limits=limits,
         prices=prices,
+        vision=_vision(name, m.get("vision")),
+    )
+
+
+def _vision(name: str, v: Any):
+    """The model's image rule (catalog ``vision``), or None."""
+    if v is None:
+        return None
+    from .images import VisionRule
+
+    if not isinstance(v, dict):
+        raise ValueError(f"model {name}: vision must be an object")
+    older = v.get("older_snapshots") or {}
+    if not isinstance(older, dict):
+        raise ValueError(f"model {name}: vision.older_snapshots must be an object")
+    values = {key: v.get(key) for key in ("patch", "min_tokens", "max_tokens", "max_tokens_high_resolution")}
+    values["older_snapshots.patch"] = older.get("patch")
+    for key, value in values.items():
+        if value is not None and (type(value) is not int or value < 1):
+            raise ValueError(f"model {name}: vision.{key} must be a positive integer")
+    before = older.get("before")
+    if before is not None and not (isinstance(before, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", before)):
+        raise ValueError(f"model {name}: vision.older_snapshots.before must be a date like 2025-08-13")
+    return VisionRule(
+        patch=v.get("patch", 28),
+        min_tokens=v.get("min_tokens", 4),
+        max_tokens=v.get("max_tokens", 1280),
+        max_tokens_high_resolution=v.get("max_tokens_high_resolution", 16384),
+        older_before=older.get("before"),
+        older_patch=older.get("patch"),
     )
 
 

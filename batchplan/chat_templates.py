@@ -1,7 +1,7 @@
 """Render a chat request into the prompt DashScope bills, as pieces.
 
 A rendered prompt is a list of pieces: text, or ``SPECIAL`` for one special
-token (<|im_start|> or <|im_end|>). Cutting at special tokens is exact, since
+token (<|im_start|>, <|im_end|>, or a vision mark around an image). Cutting at special tokens is exact, since
 the tokenizer never merges across them, and it lets the counter reuse the count
 of a piece it has seen before.
 
@@ -10,7 +10,16 @@ Rules (checked against recorded DashScope responses; see docs/counting.md):
   ``<|im_start|>{role}\\n{content}<|im_end|>\\n`` per message, then
   ``<|im_start|>assistant\\n``.
 - With tools, the model family's Hugging Face chat template: Qwen2.5 (with its
-  default system text) or Qwen3 (without one).
+  default system text) or Qwen3 (without one). The Qwen3 path follows the
+  template token for token (tests/test_qwen3_template.py renders the real
+  template with jinja2 and compares), including its ``<think>`` handling of
+  assistant turns after the last user query; the generation prompt gets no
+  empty think block (DashScope does not bill one; see docs/counting.md).
+- An image part is ``Picture N: <|vision_start|>`` + its grid tokens +
+  ``<|vision_end|>`` in place (Qwen2-VL's template with add_vision_id; the
+  recorded qwen-vl-plus responses bill exactly that): the two marks are
+  ``SPECIAL`` pieces here, the grid tokens are added by ``images`` (they
+  depend on the image's size and the model).
 - A final assistant message with ``partial: true`` is left open: no closing
   tokens and no generation header.
 - ``response_format: {"type": "json_object"}`` adds 2 tokens.
@@ -21,7 +30,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-SPECIAL = None  # one special token: <|im_start|> or <|im_end|>
+SPECIAL = None  # one special token: <|im_start|>, <|im_end|>, <|vision_start|> or <|vision_end|>
 JSON_MODE_TOKENS = 2
 
 QWEN25_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
@@ -57,6 +66,56 @@ def media_parts(body: dict[str, Any]) -> int:
     return count
 
 
+IMAGE_TYPES = ("image_url", "image")
+
+
+def is_image(part: dict[str, Any]) -> bool:
+    return part.get("type") in IMAGE_TYPES
+
+
+def counted_images(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The image parts of a message that are rendered (and counted) in place:
+    those of user and system turns. Images elsewhere (assistant turns, tool
+    responses) are not: they stay uncounted, with the media warning."""
+    content = message.get("content")
+    if not isinstance(content, list) or message.get("role") not in ("user", "system"):
+        return []
+    return [part for part in content if is_image(part)]
+
+
+def has_images(body: dict[str, Any]) -> bool:
+    """Whether any message holds an image the renderer places (cheap when no
+    content is a list)."""
+    for message in body.get("messages", ()):
+        if type(message.get("content")) is list and counted_images(message):
+            return True
+    return False
+
+
+def _turn(pieces: list[str | None], head: str, message: dict[str, Any], text: str, close: bool, seen: int) -> int:
+    """One turn: SPECIAL, head + text, then (when ``close``) SPECIAL and a
+    newline. An image in the content becomes "Picture N: " and its two vision
+    marks (SPECIAL pieces) where it stands, N counting the request's images;
+    returns the images seen so far."""
+    if counted_images(message):
+        pieces.append(SPECIAL)
+        run = head
+        for part in message["content"]:
+            kind = part.get("type", "text")
+            if kind == "text":
+                run += part.get("text", "")
+            elif kind in IMAGE_TYPES:
+                seen += 1
+                pieces += [run + f"Picture {seen}: ", SPECIAL, SPECIAL]
+                run = ""
+        pieces.append(run)
+    else:
+        pieces += [SPECIAL, head + text]
+    if close:
+        pieces += [SPECIAL, "\n"]
+    return seen
+
+
 def is_partial(messages: list[dict[str, Any]]) -> bool:
     last = messages[-1]
     return last.get("role") == "assistant" and last.get("partial") is True
@@ -72,16 +131,25 @@ def render(body: dict[str, Any], family: str = "qwen3") -> list[str | None]:
         messages = _render_tools_preamble(pieces, messages, tools, family)
     partial = is_partial(messages) if messages else False
     last = len(messages) - 1
+    # Qwen3's template writes <think> blocks into assistant turns after the
+    # last user query; only the tools path uses that template.
+    last_query = _last_query_index(messages) if uses_tools and family != "qwen2.5" else None
     previous_role = None
+    images = 0  # images so far: DashScope writes "Picture N: " before each
     for i, message in enumerate(messages):
         role = message["role"]
         content = text_of(message.get("content"))
         if role == "tool":
             _render_tool_response(pieces, content, previous_role == "tool", _next_role(messages, i) == "tool")
+        elif i == last and partial:
+            images = _turn(pieces, f"{role}\n", message, content, False, images)
+        elif role == "assistant" and last_query is not None:
+            text = _qwen3_assistant(message, content, i > last_query, i == last)
+            pieces += [SPECIAL, text, SPECIAL, "\n"]
         elif role == "assistant" and message.get("tool_calls"):
             pieces += [SPECIAL, _assistant_with_calls(content, message["tool_calls"], family), SPECIAL, "\n"]
-        elif i == last and partial:
-            pieces += [SPECIAL, f"{role}\n{content}"]
+        elif type(message.get("content")) is list:
+            images = _turn(pieces, f"{role}\n", message, content, True, images)  # images are cut in here
         else:
             pieces += [SPECIAL, f"{role}\n{content}", SPECIAL, "\n"]
         previous_role = role
@@ -92,6 +160,40 @@ def render(body: dict[str, Any], family: str = "qwen3") -> list[str | None]:
         # qwen-max and qwen-flash. Represented as two special pieces.
         pieces += [SPECIAL] * JSON_MODE_TOKENS
     return pieces
+
+
+def _last_query_index(messages: list[dict[str, Any]]) -> int:
+    """Qwen3's ``ns.last_query_index``: the last user message with string
+    content that is not a bare <tool_response> block, else the last index."""
+    for i in range(len(messages) - 1, -1, -1):
+        message = messages[i]
+        content = message.get("content")
+        if message.get("role") == "user" and isinstance(content, str) and not (
+            content.startswith("<tool_response>") and content.endswith("</tool_response>")
+        ):
+            return i
+    return len(messages) - 1
+
+
+def _qwen3_assistant(message: dict[str, Any], content: str, after_query: bool, is_last: bool) -> str:
+    """An assistant turn (after <|im_start|>, before <|im_end|>) as Qwen3's
+    template writes it: reasoning from ``reasoning_content`` or from a
+    ``<think>`` block in the content; the block is kept only after the last
+    user query, on the last turn or where there is reasoning."""
+    reasoning = message.get("reasoning_content")
+    if not isinstance(reasoning, str):
+        reasoning = ""
+        if "</think>" in content:
+            reasoning = content.split("</think>")[0].rstrip("\n").split("<think>")[-1].lstrip("\n")
+            content = content.split("</think>")[-1].lstrip("\n")
+    if after_query and (is_last or reasoning):
+        text = "assistant\n<think>\n" + reasoning.strip("\n") + "\n</think>\n\n" + content.lstrip("\n")
+    else:
+        text = "assistant\n" + content
+    calls = message.get("tool_calls")
+    if calls:
+        text += _tool_calls(content, calls, "qwen3")
+    return text
 
 
 def _next_role(messages: list[dict[str, Any]], i: int) -> str | None:
@@ -116,15 +218,19 @@ def _render_tools_preamble(pieces: list[str | None], messages: list[dict[str, An
 
 
 def _assistant_with_calls(content: str, tool_calls: list[dict[str, Any]], family: str) -> str:
-    text = "assistant"
     if family == "qwen2.5":
-        text += "\n" + content if content else ""
-        sep_first = "\n"
-    else:
-        text += "\n" + content
-        sep_first = "\n" if content else ""
+        return "assistant" + ("\n" + content if content else "") + _tool_calls(content, tool_calls, family)
+    return "assistant\n" + content + _tool_calls(content, tool_calls, family)
+
+
+def _tool_calls(content: str, tool_calls: list[dict[str, Any]], family: str) -> str:
+    """The <tool_call> blocks of an assistant turn. Qwen3 puts no newline
+    before the first one when the content is empty; Qwen2.5 always does."""
+    sep_first = "\n" if family == "qwen2.5" or content else ""
+    text = ""
     for j, call in enumerate(tool_calls):
-        function = call.get("function", call) if isinstance(call, dict) else {}
+        # The template uses tool_call.function when it is there (and not empty).
+        function = (call.get("function") or call) if isinstance(call, dict) else {}
         arguments = function.get("arguments", {})
         # OpenAI-style arguments are a JSON string: written as they are
         # (Qwen3's template does so; assumed for Qwen2.5 too).

@@ -92,6 +92,24 @@ PRICES_OPTION = click.option(
 )
 
 
+def _image_size(ctx, param, value):
+    from .images import parse_image_size
+
+    if value is None:
+        return None
+    try:
+        return parse_image_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+IMAGE_SIZE_OPTION = click.option(
+    "--image-size", default=None, metavar="WxH", callback=_image_size,
+    help="Size to assume for remote image URLs, which are not fetched (e.g. 1024x768) "
+         "[default: each counts as the model's per-image maximum]. data: images are measured.",
+)
+
+
 def expand_paths(patterns: tuple[str, ...]) -> list[str]:
     """Paths as given, with globs expanded (for shells that do not)."""
     paths: list[str] = []
@@ -236,9 +254,10 @@ def realtime_options(cache_mode: str, free_quota: str | None, rpm: int | None, t
 @click.option("--window", default="24h", show_default=True, help="Batch completion window to compare the real-time duration with: 24h to 336h, or 1d to 14d.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None, metavar="PATH",
               help="Write a self-contained HTML report (tables, charts) to PATH; needs the html extra.")
+@IMAGE_SIZE_OPTION
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no warnings on stderr.")
 def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, calibrate_input, as_json, per_request, force,
-            workers, sample, seed, cache_mode, free_quota, rpm, tpm, window, html_path, quiet):
+            workers, sample, seed, cache_mode, free_quota, rpm, tpm, window, html_path, image_size, quiet):
     """Tokens and real-time vs batch cost of batch FILE(s).
 
     Counts every request's prompt tokens as DashScope bills them, assumes
@@ -259,7 +278,8 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
       1  some lines are invalid (they are listed; the plan is still printed)
       2  usage error, unreadable or compressed input, or no requests at all
     """
-    from .plan import plan_files, unique_paths
+    from .images import ImageAssumption
+    from .plan import Planner, plan_files, unique_paths
     from .reading import InputError
     from .report import PerRequestWriter, document, per_request_format, table, warning_lines
 
@@ -275,11 +295,8 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
         except ImportError as exc:
             raise Fail(str(exc)) from None
         refuse_overwrite(html_path, force)
-    planner = None
-    if options.collects or html_path:
-        from .plan import Planner
-
-        planner = Planner(catalog, region, assumption, realtime_stats=True)
+    planner = Planner(catalog, region, assumption, realtime_stats=bool(options.collects or html_path),
+                      images=ImageAssumption(image_size))
     writer = None
     if per_request:
         try:
@@ -299,13 +316,12 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
                     size = parse_sample(sample)
                 except ValueError as exc:
                     raise click.BadParameter(str(exc), param_hint="--sample") from None
-                result = plan_sample(paths, size, seed, catalog=catalog, region=region, output=assumption,
-                                     on_request=writer.write if writer else None, on_progress=bar.update, planner=planner)
+                result = plan_sample(paths, size, seed, planner=planner,
+                                     on_request=writer.write if writer else None, on_progress=bar.update)
                 result.decide(options, catalog)
             else:
-                result = plan_files(paths, catalog=catalog, region=region, output=assumption, workers=workers,
-                                    on_request=writer.write if writer else None, on_progress=bar.update,
-                                    planner=planner, realtime=options)
+                result = plan_files(paths, planner=planner, workers=workers, realtime=options,
+                                    on_request=writer.write if writer else None, on_progress=bar.update)
     except InputError as exc:
         if writer:
             writer.abort()

@@ -20,7 +20,8 @@ from typing import Callable, Iterable, Iterator
 from . import aggregate as agg
 from .aggregate import Plan, PlannedRequest
 from .catalog import DEFAULT_REGION, Catalog, default_catalog
-from .chat_templates import media_parts, render
+from .chat_templates import has_images, media_parts, render
+from .images import ImageAssumption, ImageCount, count_images
 from .output import OutputAssumption, estimate_output_tokens, is_thinking
 from .pricing import price_request
 from .reading import BLOCK_BYTES, Block, InputError, Line, open_input, read_blocks
@@ -77,6 +78,7 @@ class Planner:
         output: OutputAssumption | None = None,
         counter: TokenCounter | None = None,
         realtime_stats: bool = False,
+        images: ImageAssumption | None = None,
     ):
         self.catalog = catalog or default_catalog()
         if region not in self.catalog.regions:
@@ -84,6 +86,7 @@ class Planner:
         self.region = region
         self.output = output or OutputAssumption()
         self.counter = counter or TokenCounter()
+        self.images = images or ImageAssumption()  # the size of remote images (--image-size)
         self.batch_factor = self.catalog.batch_limits.batch_price_factor
         # Prefix statistics for --cache/--html; off, they cost nothing.
         self.realtime_stats = realtime_stats
@@ -91,7 +94,14 @@ class Planner:
 
     def prompt_tokens(self, request: Request) -> int:
         """The prompt tokens of one valid request."""
-        return self.counter.prompt_tokens(request.body, request.url, self.catalog.template_for(request.body["model"]))
+        body = request.body
+        tokens = self.counter.prompt_tokens(body, request.url, self.catalog.template_for(body["model"]))
+        if not request.is_embedding and has_images(body):
+            tokens += self._image_count(body).tokens
+        return tokens
+
+    def _image_count(self, body: dict) -> ImageCount:
+        return image_count(self.catalog, body, self.images)
 
     def plan_request(self, request: Request, plan: Plan | None = None, file: str | None = None, input_tokens: int | None = None) -> PlannedRequest:
         """Count (unless ``input_tokens`` is given), price and estimate one
@@ -154,6 +164,21 @@ class Planner:
             if thinking and model.thinks_by_default and "enable_thinking" not in body:
                 plan.warn(agg.THINKING_DEFAULT, line, model.name)
         if not request.is_embedding and media_parts(body):
+            self._warn_media(plan, request, model)
+
+    def _warn_media(self, plan: Plan, request: Request, model) -> None:
+        """Images counted at an assumed size, images that could not be read,
+        and media left uncounted (audio, video, images without a rule)."""
+        body, line = request.body, request.line
+        found = self._image_count(body) if has_images(body) else _NO_IMAGES
+        if found.assumed:
+            rule = model.vision if model is not None else None
+            detail = self.images.describe(rule, body.get("vl_high_resolution_images") is True)
+            for _ in range(found.assumed):  # counted per image
+                plan.warn(agg.IMAGE_SIZE_ASSUMED, line, detail)
+        for reason in found.unreadable:
+            plan.warn(agg.IMAGE_UNREADABLE, line, reason)
+        if media_parts(body) > found.images:
             plan.warn(agg.MEDIA_NOT_COUNTED, line)
 
     def batch_plan(self, files: dict[str, Plan]) -> BatchPlan:
@@ -206,6 +231,9 @@ class Planner:
         return plan, rows, len(block.data)
 
 
+_NO_IMAGES = ImageCount()  # nothing counted (never changed)
+
+
 # -- worker processes ------------------------------------------------------
 
 # Blocks sent to workers are smaller than when planning in-process, so the
@@ -240,7 +268,7 @@ def _pool(workers: int, planner: Planner):
         gc.freeze()
         ctx = multiprocessing.get_context("fork")
         return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(planner, None))
-    args = (planner.catalog, planner.region, planner.output, None, planner.realtime_stats)
+    args = (planner.catalog, planner.region, planner.output, None, planner.realtime_stats, planner.images)
     return ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(None, args))
 
 
@@ -359,10 +387,26 @@ def plan_file(path: str, **options) -> BatchPlan:
     return plan_files([path], **options)
 
 
-def count_prompt_tokens(body: dict, url: str = "/v1/chat/completions", catalog: Catalog | None = None) -> int:
-    """The prompt tokens DashScope bills for one request body."""
+def count_prompt_tokens(body: dict, url: str = "/v1/chat/completions", catalog: Catalog | None = None,
+                        images: ImageAssumption | None = None) -> int:
+    """The prompt tokens DashScope bills for one request body (remote images
+    at ``images``' size, else at the per-image maximum)."""
     catalog = catalog or default_catalog()
-    return _default_counter().prompt_tokens(body, url, catalog.template_for(body.get("model", "")))
+    tokens = _default_counter().prompt_tokens(body, url, catalog.template_for(body.get("model", "")))
+    if url != "/v1/embeddings" and has_images(body):
+        tokens += image_count(catalog, body, images or ImageAssumption()).tokens
+    return tokens
+
+
+def image_count(catalog: Catalog, body: dict, images: ImageAssumption) -> ImageCount:
+    """The images of a request, counted by the model's rule in the catalog
+    (nothing when it has none: those images stay uncounted, with a warning)."""
+    name = body.get("model", "")
+    model = catalog.model(name)
+    rule = model.vision if model is not None else None
+    if rule is None:
+        return _NO_IMAGES
+    return count_images(body, rule.for_model(name), images)
 
 
 _COUNTER: TokenCounter | None = None
