@@ -77,6 +77,7 @@ class Planner:
         self.counter = counter or TokenCounter()
         self.batch_factor = self.catalog.batch_limits.batch_price_factor
         self._model_facts: dict[str, _ModelFacts] = {}
+        self._facts_of = (self.catalog, self.region)
 
     def prompt_tokens(self, request: Request) -> int:
         """The prompt tokens of one valid request."""
@@ -188,6 +189,9 @@ class Planner:
         once (``pricing.price_group``, equal to the sum of ``price_request``).
         Invalid lines and lines with a warning go through the same code as
         in ``plan_lines``. ``tests/test_hot_path.py`` checks the plans are equal."""
+        if self._facts_of != (self.catalog, self.region):  # a planner whose catalog or region was changed
+            self._model_facts = {}
+            self._facts_of = (self.catalog, self.region)
         plan = Plan()
         # (model, tier label, thinking, url) -> [requests, input, output or None, all priced, tier]
         groups: dict[tuple, list] = {}
