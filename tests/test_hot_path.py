@@ -254,3 +254,13 @@ def test_price_per_group_equals_the_sum_of_prices_per_request():
             group[3] += price.batch_cost
         for tokens_in, tokens_out, realtime, batch, tier in groups.values():
             assert price_group(tier, thinking, tokens_in, tokens_out, factor) == (realtime, batch)
+
+
+def test_a_planner_whose_region_changes_prices_by_the_new_region(encoding):
+    lines = _lines(random.Random(8), 200)
+    planner = Planner(_small_catalog(), "intl", counter=TokenCounter(encoding))
+    intl = planner.plan_lines(lines)
+    planner.region = "cn"
+    cn = planner.plan_lines(lines)
+    assert cn == Planner(_small_catalog(), "cn", counter=TokenCounter(encoding)).plan_lines(lines)
+    assert cn.rows != intl.rows  # cn prices and tiers differ
