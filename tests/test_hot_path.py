@@ -264,3 +264,12 @@ def test_a_planner_whose_region_changes_prices_by_the_new_region(encoding):
     cn = planner.plan_lines(lines)
     assert cn == Planner(_small_catalog(), "cn", counter=TokenCounter(encoding)).plan_lines(lines)
     assert cn.rows != intl.rows  # cn prices and tiers differ
+
+
+def test_a_null_response_format_is_planned_as_absent(encoding):
+    line = b'{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":{"model":"qwen-plus","response_format":null,"messages":[{"role":"user","content":"hi"}]}}'
+    without = line.replace(b'"response_format":null,', b"")
+    for rows in (None, []):
+        plans = [Planner(counter=TokenCounter(encoding)).plan_lines([Line(1, raw)], None, None if rows is None else rows.append)
+                 for raw in (line, without)]
+        assert plans[0] == plans[1] and plans[0].invalid == 0
