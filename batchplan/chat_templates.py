@@ -155,7 +155,7 @@ def render(body: dict[str, Any], family: str = "qwen3") -> list[str | None]:
         previous_role = role
     if not partial:
         pieces += [SPECIAL, "assistant\n"]
-    if body.get("response_format", {}).get("type") == "json_object":
+    if (body.get("response_format") or {}).get("type") == "json_object":  # null is absent, as validate reads it
         # Recorded, not derived: json_object added 2 prompt tokens on
         # qwen-max and qwen-flash. Represented as two special pieces.
         pieces += [SPECIAL] * JSON_MODE_TOKENS

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from .catalog import Model
+from .catalog import Model, Tier
 
 MILLION = Decimal(1_000_000)
 
@@ -53,3 +53,18 @@ def price_request(
         realtime += output_tokens * output_price
     realtime /= MILLION
     return Price(label, realtime, realtime * batch_factor)
+
+
+def price_group(tier: Tier, thinking: bool, input_tokens: int, output_tokens: int, batch_factor: Decimal) -> tuple[Decimal, Decimal]:
+    """The real-time and batch cost of a group of priced requests billed at one
+    tier and thinking mode, from their summed tokens. It equals the sum of
+    ``price_request`` over the group: price x sum of tokens is the sum of
+    price x tokens, and Decimal (28 digits) keeps both exact while summed
+    tokens x a price's digits fit in 28 digits: up to 10^15 tokens at prices
+    of 12 significant digits. Equal in value; the exponent may differ
+    (0.00001 for 0.000010), and ``report`` normalizes or rounds every cost it shows."""
+    realtime = input_tokens * tier.input
+    if output_tokens:
+        realtime += output_tokens * tier.output_price(thinking)
+    realtime /= MILLION
+    return realtime, realtime * batch_factor

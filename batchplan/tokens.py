@@ -121,6 +121,7 @@ class TokenCounter:
         self._heads: dict[str, int] = {}  # NFC shared head -> count
         self._recent: dict[str, str] = {}  # first HEAD_KEY characters -> last long NFC text
         self._cache_chars = 0
+        self._length = None  # ordinary_length(encoding), once it is loaded
 
     @property
     def encoding(self):
@@ -187,11 +188,13 @@ class TokenCounter:
             self._cache_chars += cut
         return count + self._encode_len(encoding, normal[cut:])
 
-    @staticmethod
-    def _encode_len(encoding: Any, text: str) -> int:
+    def _encode_len(self, encoding: Any, text: str) -> int:
         if "<|" in text:
             return len(encoding.encode(text, allowed_special="all"))
-        return len(encoding.encode_ordinary(text))
+        length = self._length
+        if length is None:
+            length = self._length = ordinary_length(encoding)
+        return length(text)
 
     def count_pieces(self, pieces: list[str | None]) -> int:
         """Tokens in a rendered prompt: ``SPECIAL`` (None) pieces are one token each."""
@@ -216,6 +219,49 @@ class TokenCounter:
             texts = [text] if isinstance(text, str) else text
             return sum(self.count_text(t) for t in texts)
         return self.count_pieces(chat_templates.render(body, template))
+
+
+_PROBE = "Hello, world! 你好，世界。 Ünïcödé  \n\n  1234 <|endoftext|> 😀"
+
+
+def ordinary_length(encoding: Any):
+    """A function giving ``len(encoding.encode_ordinary(text))``.
+
+    Where tiktoken's core has ``encode_to_tiktoken_buffer`` (what
+    ``Encoding.encode_to_numpy`` uses; private, tiktoken 0.7 and later), the
+    tokens come back as one buffer of uint32 instead of a list of Python
+    ints, and the length is its size in bytes / 4: about 5% less time on
+    unique content (measured 2026-12-02, tiktoken 0.14). The size is taken
+    from ``bytes(buffer)``, not ``memoryview``, whose shape tiktoken 0.14
+    reports wrongly (openai/tiktoken#405). An empty allowed set encodes
+    special-token text as ordinary text, as ``encode_ordinary`` does. The
+    function is checked against ``encode_ordinary`` once per encoding and
+    ``encode_ordinary`` is used where the check fails, the method is
+    missing, or a text cannot be encoded as UTF-8 (lone surrogates, which
+    ``encode_ordinary`` repairs).
+    """
+    plain = encoding.encode_ordinary
+
+    def by_list(text: str) -> int:
+        return len(plain(text))
+
+    function = by_list
+    to_buffer = getattr(getattr(encoding, "_core_bpe", None), "encode_to_tiktoken_buffer", None)
+    if to_buffer is not None:
+        nothing = frozenset()
+
+        def by_buffer(text: str) -> int:
+            try:
+                return len(bytes(to_buffer(text, nothing))) >> 2
+            except UnicodeEncodeError:
+                return len(plain(text))
+
+        try:
+            if all(by_buffer(t) == by_list(t) for t in (_PROBE, _PROBE * 3, "", "a")):
+                function = by_buffer
+        except Exception:  # a changed private API: keep the public one
+            pass
+    return function
 
 
 def safe_cut(text: str, end: int) -> int:

@@ -188,3 +188,44 @@ def _check_chat(body: dict[str, Any]) -> str | None:
     if fmt is not None and not isinstance(fmt, dict):
         return "body.response_format must be an object"
     return None
+
+
+_POSITIVE_INTS = ("max_tokens", "thinking_budget", "max_completion_tokens")
+_PLAIN_ROLES = ("system", "user", "assistant")  # a tuple: a role may be unhashable
+
+
+def plain_chat_body(doc: Any) -> dict[str, Any] | None:
+    """The body of a parsed line when the line is a plain chat request that
+    passes every check above: string contents, roles system/user/assistant,
+    no tools, tool calls or partial turns. None otherwise, and then
+    ``parse_line`` decides. The planner's fast path; most lines are like
+    this, and this costs a fraction of the full checks and builds nothing."""
+    if type(doc) is not dict:
+        return None
+    custom_id = doc.get("custom_id")
+    if type(custom_id) is not str or not custom_id or doc.get("method") != "POST" or doc.get("url") != CHAT_URL:
+        return None
+    body = doc.get("body")
+    if type(body) is not dict or body.get("tools") is not None:
+        return None
+    model = body.get("model")
+    if type(model) is not str or not model:
+        return None
+    for key in _POSITIVE_INTS:
+        value = body.get(key)
+        if value is not None and (type(value) is not int or value < 1):
+            return None
+    thinking = body.get("enable_thinking")
+    if thinking is not None and type(thinking) is not bool:
+        return None
+    fmt = body.get("response_format")
+    if fmt is not None and type(fmt) is not dict:
+        return None
+    messages = body.get("messages")
+    if type(messages) is not list or not messages:
+        return None
+    for message in messages:
+        if (type(message) is not dict or message.get("role") not in _PLAIN_ROLES
+                or type(message.get("content")) is not str or "tool_calls" in message or "partial" in message):
+            return None
+    return body
