@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
@@ -65,6 +66,14 @@ class RegionPrice:
 
     def tier_label(self, tier: Tier) -> str:
         """'flat', '<=256K' (up to 256K input tokens), or '>256K'."""
+        return self._labels[tier.index]
+
+    @cached_property
+    def _labels(self) -> tuple[str, ...]:
+        # Made once: every planned request asks for its tier's label.
+        return tuple(self._make_label(tier) for tier in self.tiers)
+
+    def _make_label(self, tier: Tier) -> str:
         if len(self.tiers) == 1:
             return "flat"
         if tier.max_input_tokens is not None:

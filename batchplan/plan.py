@@ -25,7 +25,7 @@ from .catalog import DEFAULT_REGION, Catalog, default_catalog
 from .chat_templates import has_images, media_parts, render
 from .images import ImageAssumption, ImageCount, count_images
 from .output import OutputAssumption, estimate_output_tokens, is_thinking
-from .pricing import price_group, price_request
+from .pricing import choose_tier, price_group, price_request
 from .reading import BLOCK_BYTES, Block, InputError, Line, open_input, read_blocks
 from .tokens import TokenCounter
 from .validate import CHAT_URL, LineError, Request, parse_line, plain_chat_body
@@ -94,7 +94,7 @@ class Planner:
         self.realtime_stats = realtime_stats
         self._cache_minimums = None
         self._model_facts: dict[str, _ModelFacts] = {}
-        self._facts_of = (self.catalog, self.region)
+        self._facts_of = self.catalog
 
     def prompt_tokens(self, request: Request) -> int:
         """The prompt tokens of one valid request."""
@@ -235,7 +235,7 @@ class Planner:
     def _facts(self, name: str) -> "_ModelFacts":
         facts = self._model_facts.get(name)
         if facts is None:
-            facts = self._model_facts[name] = _ModelFacts(self.catalog, self.region, name)
+            facts = self._model_facts[name] = _ModelFacts(self.catalog, name)
         return facts
 
     def _plan_totals(self, lines: Iterable[Line], file: str | None) -> Plan:
@@ -247,9 +247,9 @@ class Planner:
         once (``pricing.price_group``, equal to the sum of ``price_request``).
         Invalid lines and lines with a warning go through the same code as
         in ``plan_lines``. ``tests/test_hot_path.py`` checks the plans are equal."""
-        if self._facts_of != (self.catalog, self.region):  # a planner whose catalog or region was changed
+        if self._facts_of is not self.catalog:  # a planner whose catalog was replaced
             self._model_facts = {}
-            self._facts_of = (self.catalog, self.region)
+            self._facts_of = self.catalog
         plan = Plan()
         # (model, tier label, thinking, url) -> [requests, input, output or None, all priced, tier]
         groups: dict[tuple, list] = {}
@@ -302,24 +302,7 @@ class Planner:
                     if thinking is None:
                         thinking = facts.thinks_by_default
                 output_tokens = estimate_output_tokens(body, model, input_tokens, thinking, output, embedding)
-                # What price_request decides, from the facts looked up once.
-                label = tier = unpriced = None
-                if model is None:
-                    unpriced = f"{name} is not in the price catalog"
-                elif not facts.tiers:
-                    unpriced = f"{name} has no {region} price in the catalog"
-                else:
-                    for limit, label, tier in facts.tiers:
-                        if limit is None or input_tokens <= limit:
-                            break
-                    else:
-                        label = tier = None
-                        unpriced = f"{input_tokens} input tokens is past {name}'s largest price tier"
-                    if tier is not None:
-                        if output_tokens is None:
-                            unpriced = "output tokens unknown"
-                        elif output_tokens and tier.output_price(thinking) is None:
-                            unpriced = f"{name} has no output price"
+                label, tier, unpriced = choose_tier(model, name, region, input_tokens, output_tokens, thinking)
                 if unpriced is not None or facts.may_warn(body, thinking, input_tokens) or (not plain and not embedding and media_parts(body)):
                     request = Request(line.number, doc["custom_id"], url, body, len(line.raw)) if plain else item
                     self._warn(plan, request, model, thinking, input_tokens, unpriced)
@@ -361,15 +344,12 @@ _NO_IMAGES = ImageCount()  # nothing counted (never changed)
 class _ModelFacts:
     """What planning needs of one model name, looked up in the catalog once."""
 
-    __slots__ = ("model", "template", "thinks_by_default", "tiers", "input_limit", "output_cap")
+    __slots__ = ("model", "template", "thinks_by_default", "input_limit", "output_cap")
 
-    def __init__(self, catalog: Catalog, region: str, name: str):
+    def __init__(self, catalog: Catalog, name: str):
         model = self.model = catalog.model(name)
         self.template = catalog.template_for(name)
         self.thinks_by_default = bool(model and model.thinks_by_default)
-        prices = model.price(region) if model is not None else None
-        # (max input tokens, label, tier) in order, as RegionPrice.tier_for walks them
-        self.tiers = tuple((t.max_input_tokens, prices.tier_label(t), t) for t in prices.tiers) if prices else ()
         limits = model.limits if model is not None else None
         # indexed by thinking (False, True)
         self.input_limit = (limits.input_limit(False), limits.input_limit(True)) if limits else (None, None)

@@ -34,25 +34,38 @@ def price_request(
     batch_factor: Decimal,
 ) -> Price:
     """Price one request. A missing price gives unknown costs and says why."""
+    label, tier, unpriced = choose_tier(model, model_name, region, input_tokens, output_tokens, thinking)
+    if unpriced is not None:
+        return Price(label, None, None, unpriced)
+    realtime, batch = price_group(tier, thinking, input_tokens, output_tokens, batch_factor)
+    return Price(label, realtime, batch)
+
+
+def choose_tier(
+    model: Model | None,
+    model_name: str,
+    region: str,
+    input_tokens: int,
+    output_tokens: int | None,
+    thinking: bool,
+) -> tuple[str | None, Tier | None, str | None]:
+    """The tier that bills a request: its label, the tier, and why the request
+    cannot be priced (None when it can). The tier is known even when the
+    output tokens, and so the cost, are not."""
     if model is None:
-        return Price(None, None, None, f"{model_name} is not in the price catalog")
+        return None, None, f"{model_name} is not in the price catalog"
     region_price = model.price(region)
     if region_price is None:
-        return Price(None, None, None, f"{model_name} has no {region} price in the catalog")
+        return None, None, f"{model_name} has no {region} price in the catalog"
     tier = region_price.tier_for(input_tokens)
     if tier is None:
-        return Price(None, None, None, f"{input_tokens} input tokens is past {model_name}'s largest price tier")
+        return None, None, f"{input_tokens} input tokens is past {model_name}'s largest price tier"
     label = region_price.tier_label(tier)
-    output_price = tier.output_price(thinking)
     if output_tokens is None:
-        return Price(label, None, None, "output tokens unknown")
-    if output_tokens and output_price is None:
-        return Price(label, None, None, f"{model_name} has no output price")
-    realtime = input_tokens * tier.input
-    if output_tokens:
-        realtime += output_tokens * output_price
-    realtime /= MILLION
-    return Price(label, realtime, realtime * batch_factor)
+        return label, tier, "output tokens unknown"
+    if output_tokens and tier.output_price(thinking) is None:
+        return label, tier, f"{model_name} has no output price"
+    return label, tier, None
 
 
 def price_group(tier: Tier, thinking: bool, input_tokens: int, output_tokens: int, batch_factor: Decimal) -> tuple[Decimal, Decimal]:
