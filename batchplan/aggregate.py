@@ -8,7 +8,7 @@ warnings are kept for the first few per kind; counts are always exact.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from .validate import LineError
@@ -169,6 +169,23 @@ class Plan:
             models=self.models + other.models,
             urls=self.urls + other.urls,
             thinking_modes=self.thinking_modes + other.thinking_modes,
+        )
+
+    def renumbered(self, offset: int) -> "Plan":
+        """This plan with ``offset`` added to every line number it holds: a
+        plan of a byte range numbered from 1, placed after the lines before
+        the range (``--cluster``)."""
+        if offset == 0:
+            return self
+        return Plan(
+            lines=self.lines,
+            rows=self.rows,
+            invalid=self.invalid,
+            errors=[replace(e, line=e.line + offset) for e in self.errors],
+            warnings={kind: Warning(w.count, [n + offset for n in w.lines], set(w.detail)) for kind, w in self.warnings.items()},
+            models=self.models,
+            urls=self.urls,
+            thinking_modes=self.thinking_modes,
         )
 
     def total(self) -> Row:
