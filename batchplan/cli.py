@@ -193,8 +193,12 @@ def progress_bar(total: int, quiet: bool, desc: str):
 @click.option("--sample", default=None, metavar="FRACTION|N",
               help="Estimate from a random sample of lines (a fraction like 0.05, or a count), with a confidence interval.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed for --sample.")
+@click.option("--cluster", default=None, metavar="ADDRESS", envvar="BATCHPLAN_CLUSTER", show_envvar=True,
+              help="Count on a Dask cluster: 'local' starts one on this machine (--workers processes), or give a "
+                   "scheduler address like tcp://host:8786. Workers read the files from the same path as this "
+                   "machine (a shared file system) and need batchplan installed. Needs pip install 'batchplan[cluster]'.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no warnings on stderr.")
-def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, as_json, per_request, force, workers, sample, seed, quiet):
+def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, as_json, per_request, force, workers, sample, seed, cluster, quiet):
     """Tokens and real-time vs batch cost of batch FILE(s).
 
     Counts every request's prompt tokens as DashScope bills them, assumes
@@ -236,6 +240,15 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
                     raise click.BadParameter(str(exc), param_hint="--sample") from None
                 result = plan_sample(paths, size, seed, catalog=catalog, region=region, output=assumption,
                                      on_request=writer.write if writer else None, on_progress=bar.update)
+            elif cluster:
+                from .cluster import ClusterError, plan_files_on_cluster
+
+                try:
+                    result = plan_files_on_cluster(paths, address=cluster, catalog=catalog, region=region, output=assumption,
+                                                   workers=workers, on_request=writer.write if writer else None,
+                                                   on_progress=bar.update)
+                except ClusterError as exc:
+                    raise Fail(str(exc)) from None
             else:
                 result = plan_files(paths, catalog=catalog, region=region, output=assumption, workers=workers,
                                     on_request=writer.write if writer else None, on_progress=bar.update)

@@ -165,7 +165,7 @@ def open_client(address: str, workers: int | None = None) -> Iterator[object]:
         else:
             logging.getLogger("distributed").setLevel(logging.ERROR)
             client = distributed.Client(address, timeout=CONNECT_TIMEOUT)
-    except (OSError, TimeoutError, ValueError) as exc:
+    except (OSError, TimeoutError, ValueError, RuntimeError) as exc:
         if cluster is not None:
             cluster.close()
         raise ClusterError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
