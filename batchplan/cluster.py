@@ -159,7 +159,7 @@ def open_client(address: str, workers: int | None = None) -> Iterator[object]:
         if address == LOCAL:
             cluster = distributed.LocalCluster(
                 n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
-                dashboard_address=None, silence_logs=logging.ERROR,
+                dashboard_address=":0", silence_logs=logging.ERROR,
             )
             client = distributed.Client(cluster)
         else:
