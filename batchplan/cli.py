@@ -191,7 +191,8 @@ def progress_bar(total: int, quiet: bool, desc: str):
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes for large files [default: available cores].")
 @click.option("--sample", default=None, metavar="FRACTION|N",
-              help="Estimate from a random sample of lines (a fraction like 0.05, or a count), with a confidence interval.")
+              help="Estimate from lines read at random byte offsets, with a 95% confidence interval: a fraction of "
+                   "the bytes (0.01 reads about 1% of each file) or a number of lines. Line numbers become byte offsets.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed for --sample.")
 @click.option("--cluster", default=None, metavar="ADDRESS", envvar="BATCHPLAN_CLUSTER", show_envvar=True,
               help="Count on a Dask cluster: 'local' starts one on this machine (--workers processes), or give a "
@@ -238,8 +239,18 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
                     size = parse_sample(sample)
                 except ValueError as exc:
                     raise click.BadParameter(str(exc), param_hint="--sample") from None
-                result = plan_sample(paths, size, seed, catalog=catalog, region=region, output=assumption,
-                                     on_request=writer.write if writer else None, on_progress=bar.update)
+                options = dict(catalog=catalog, region=region, output=assumption, workers=workers,
+                               on_request=writer.write if writer else None, on_progress=bar.update)
+                if cluster:
+                    from .cluster import ClusterError, open_client
+
+                    try:
+                        with open_client(cluster, workers) as client:
+                            result = plan_sample(paths, size, seed, client=client, **options)
+                    except ClusterError as exc:
+                        raise Fail(str(exc)) from None
+                else:
+                    result = plan_sample(paths, size, seed, **options)
             elif cluster:
                 from .cluster import ClusterError, plan_files_on_cluster
 

@@ -114,13 +114,19 @@ def _read(handle: BinaryIO, size: int, name: str) -> bytes:
         raise InputError(f"{name}: read failed ({exc.strerror or exc})") from None
 
 
-def line_start_at_or_after(handle: BinaryIO, offset: int, name: str = "input", step: int = 64 * 1024) -> int | None:
+# Bytes first read to find a line's end; the steps double from there, so
+# about the line itself is read, however long (what --sample relies on).
+SCAN_BYTES = 256
+
+
+def line_start_at_or_after(handle: BinaryIO, offset: int, name: str = "input") -> int | None:
     """The byte where the first line beginning at or after ``offset`` begins,
     or None when no line begins there (end of file)."""
     if offset <= 0:
         return 0
     handle.seek(offset - 1)
     position = offset - 1
+    step = SCAN_BYTES
     while True:
         data = _read(handle, step, name)
         if not data:
@@ -129,6 +135,7 @@ def line_start_at_or_after(handle: BinaryIO, offset: int, name: str = "input", s
         if cut >= 0:
             return position + cut + 1
         position += len(data)
+        step *= 2
 
 
 def read_range(handle: BinaryIO, start: int, end: int, block_bytes: int = BLOCK_BYTES, name: str = "input") -> Iterator[Block]:
@@ -157,12 +164,14 @@ def read_range(handle: BinaryIO, start: int, end: int, block_bytes: int = BLOCK_
         data = pending + data
         if left <= 0:
             # At the end of the range: finish the line that straddles it.
+            step = SCAN_BYTES
             while not data.endswith(b"\n"):
-                more = _read(handle, 64 * 1024, name)
+                more = _read(handle, step, name)
                 if not more:
                     break
                 cut = more.find(b"\n")
                 data += more if cut < 0 else more[: cut + 1]
+                step *= 2
             if data:
                 yield Block(number, data)
             return

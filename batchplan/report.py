@@ -132,16 +132,19 @@ def _row(head: list[str], row: Row) -> list[str]:
 def warning_lines(result: BatchPlan) -> list[str]:
     """Warnings and invalid lines, one line each, for stderr."""
     out = []
+    # With --sample, lines are named by the byte offset where they begin.
+    at = "byte " if result.sample is not None else ""
     for error in result.plan.errors[:MAX_ERRORS_SHOWN]:
         where = f"{error.file}:" if error.file else ""
-        out.append(f"invalid line: {where}{error.line}: {error.reason}")
+        out.append(f"invalid line: {where}{at}{error.line}: {error.reason}")
     hidden = result.plan.invalid - min(len(result.plan.errors), MAX_ERRORS_SHOWN)
     if hidden > 0:
         out.append(f"invalid line: ... and {hidden} more (see --json or --per-request)")
     for w in warnings(result):
         if w["kind"] != "invalid_lines":
             shown = ", ".join(map(str, w["lines"][:10]))
-            out.append(f"warning: {w['message']}" + (f"; lines {shown}" + (" ..." if w["count"] > 10 else "") if shown else ""))
+            lines = "lines at bytes" if at else "lines"
+            out.append(f"warning: {w['message']}" + (f"; {lines} {shown}" + (" ..." if w["count"] > 10 else "") if shown else ""))
     return out
 
 
