@@ -116,6 +116,7 @@ def t_quantile(p: float, df: int) -> float:
     z = NormalDist().inv_cdf(p)
     if df <= 0:
         return float("inf")
+    df = max(df, 3.0)  # the expansion holds from a few degrees of freedom up
     g1 = (z ** 3 + z) / 4
     g2 = (5 * z ** 5 + 16 * z ** 3 + 3 * z) / 96
     g3 = (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / 384
@@ -463,20 +464,27 @@ class _Sums:
         self.size = size
         self.weights = [Decimal(size) / read if read else Decimal(0)] * len(self.xs)
 
-    def variance(self, metric: str) -> Decimal:
-        """The jackknife variance of the ratio estimate B x sum(y) / sum(x):
-        the spread of the estimates made leaving out one window at a time."""
+    def spread(self, metric: str) -> tuple[float, float]:
+        """The jackknife variance of the ratio estimate B x sum(y) / sum(x)
+        (from the estimates made leaving out one window at a time, as
+        pseudo-values), and the relative variance of that variance: 2/(n-1)
+        plus the pseudo-values' excess kurtosis / n, large when a few
+        windows hold most of the spread."""
         n = len(self.xs)
         if n < 2:
-            return Decimal(0)
+            return 0.0, 0.0
         xs = [float(x) for x in self.xs]
         ys = [float(y) for y in self.ys[metric]]
         sx, sy = sum(xs), sum(ys)
-        estimates = [self.size * (sy - y) / (sx - x) for x, y in zip(xs, ys) if sx != x]
-        if len(estimates) < n:
-            return Decimal(0)  # one window holds every line read: such a file is planned in full instead
-        mean = sum(estimates) / n
-        return Decimal(repr(sum((e - mean) ** 2 for e in estimates) * (n - 1) / n))
+        if any(sx == x for x in xs):
+            return 0.0, 0.0  # one window holds every line read: such a file is planned in full instead
+        whole = self.size * sy / sx
+        pseudo = [n * whole - (n - 1) * self.size * (sy - y) / (sx - x) for x, y in zip(xs, ys)]
+        mean = sum(pseudo) / n
+        m2 = sum((p - mean) ** 2 for p in pseudo) / n
+        m4 = sum((p - mean) ** 4 for p in pseudo) / n
+        kurtosis = m4 / (m2 * m2) - 3 if m2 > 0 else 0.0
+        return m2 / (n - 1), 2 / (n - 1) + max(kurtosis, 0.0) / n
 
 
 class _Scaled:
@@ -538,16 +546,19 @@ def _estimate(metric: str, strata: list[tuple[_Sums, bool, int]], value: Decimal
     """The interval around ``value`` (the scaled total of ``metric``)."""
     if value is None or any(s.seen[metric] is None or s.ys[metric] is None for s, _, _ in strata):
         return None
-    variance = Decimal(0)
+    variance = spread_of_variance = 0.0
     floor = Decimal(0)
-    df = 0
     for sums, full, size in strata:
         floor += sums.seen[metric]
         if full or sums.n < 2:
             continue  # counted in full: no sampling error
-        variance += sums.variance(metric)
-        df += sums.n - 1
-    error = variance.sqrt()
+        v, relative = sums.spread(metric)
+        variance += v
+        spread_of_variance += v * v * relative
+    error = Decimal(repr(math.sqrt(variance)))
+    # Satterthwaite's degrees of freedom of the summed variance: fewer when
+    # heavy tails make the variance itself uncertain, so t grows.
+    df = 2 * variance * variance / spread_of_variance if spread_of_variance > 0 else 0
     q = Decimal(repr(t_quantile(0.5 + CONFIDENCE / 2, df))) if df else Decimal(0)
     low = max(value - q * error, floor)
     high = max(value + q * error, floor)

@@ -17,6 +17,7 @@ import pytest
 from batchplan import cluster as cluster_module
 from batchplan.plan import plan_files
 from batchplan.reading import BOM, InputError, read_blocks, read_range
+from batchplan.sampling import plan_sample
 
 from conftest import line
 from test_performance_paths import _lines
@@ -114,6 +115,19 @@ def test_cluster_gives_the_plan_of_a_local_run(job, client):
     _same(result, rows, local, local_rows)
     workers = client.run(os.getpid)
     assert len(workers) == 2 and os.getpid() not in workers.values()  # counted in other processes
+
+
+def test_a_sample_on_the_cluster_is_the_sample_in_one_process(job, client):
+    paths = job[0]
+
+    def estimate(**where):
+        rows = []
+        result = plan_sample(paths, 0.2, 3, on_request=rows.append, **where)
+        return result.sample.document(), rows, result.plan, result.files
+
+    local = estimate(workers=1)
+    assert not local[0]["exact"] and local[0]["sampled_lines"] > 20
+    assert estimate(client=client) == local
 
 
 def test_a_file_a_worker_cannot_read_is_named(job, client, monkeypatch, tmp_path):
