@@ -24,15 +24,23 @@ The table shows the lines read scaled up so.
 
 The interval: estimate +- t x SE, with SE^2 the jackknife variance (the
 spread of the estimates that leave out one window at a time), summed over
-files; t is Student's 97.5% quantile with the windows' degrees of freedom.
-Windows are treated as independent; drawing one per slice can only lower
-the true variance. The low end is never below what the lines read add up
-to. Money stays Decimal. Measured on generated files with line lengths from
-100 bytes to 20 KB: the prompt-token interval covers the full count in
-94-98% of seeds, the line, request and cost intervals in 93-96%.
+files. t is Student's 97.5% quantile with Satterthwaite's degrees of
+freedom, fewer when the windows' pseudo-values are heavy-tailed (the
+variance is then less sure). Windows are treated as independent; drawing
+one per slice can only lower the true variance. The low end is never below
+what the lines read add up to. Money stays Decimal.
+
+Measured coverage (generated files, line lengths log-normal from tens of
+bytes to 20 KB, Chinese and English; 500-1,000 seeds each): with about 300
+lines read in 64 windows, the prompt-token interval covered the full count
+in 94.8% of seeds, lines 96%, batch cost 96%; with only about 70 lines
+read, prompt tokens 94.6%, lines 93.6%. The interval is about as often right
+as it says, no more: an honest 95%, not a conservative one.
 
 How much is read. ``--sample FRACTION`` reads FRACTION of each file's
-bytes in at least MIN_WINDOWS windows of at most MAX_WINDOW bytes.
+bytes in at least MIN_WINDOWS windows of at most MAX_WINDOW bytes, and at
+least MIN_SAMPLE_BYTES (1 MiB, a few hundred lines) in all, since intervals
+from fewer lines are less sure (so an input under 2 MiB is planned in full).
 ``--sample N`` reads about N lines in all, spread over the files in
 proportion to their bytes, the lines per byte measured by a pilot of
 PILOT_WINDOWS small windows a file (not planned, not in the estimate). A
@@ -69,6 +77,7 @@ CONFIDENCE = 0.95
 MIN_PER_FILE = 2  # the fewest lines that --sample N takes from a file
 MIN_WINDOWS = 64  # windows a file at least: enough for the interval
 MAX_WINDOW = 64 * 1024  # bytes: large enough that straddling lines cost little
+MIN_SAMPLE_BYTES = 1024 * 1024  # --sample FRACTION reads at least this much in all
 PILOT_WINDOWS = 4  # windows a file that measure its lines per byte for --sample N
 PILOT_WINDOW = 16 * 1024
 CHUNK_WINDOWS = 16  # windows a task
@@ -625,9 +634,13 @@ def plan_sample(
     bytes_read = 0
     shares: list[float] = []  # of each file's bytes to read
     wanted = allocate(size, sizes) if isinstance(size, int) else None  # lines, in proportion to bytes
+    fraction = None
+    if wanted is None:
+        # At least MIN_SAMPLE_BYTES in all: intervals from fewer lines are less sure.
+        fraction = min(1.0, max(float(size), MIN_SAMPLE_BYTES / max(1, sum(sizes))))
     for i, (name, bytes_) in enumerate(zip(names, sizes)):
-        if bytes_ == 0 or wanted is None:
-            shares.append(1.0 if bytes_ == 0 else float(size))
+        if bytes_ == 0 or fraction is not None:
+            shares.append(1.0 if bytes_ == 0 else fraction)
             continue
         density, read = _lines_per_byte(name, bytes_, rng)
         bytes_read += read

@@ -296,7 +296,9 @@ def test_every_line_has_the_same_chance_to_be_read(tmp_path):
         assert sorted(seen) == expected and set(seen.values()) == {width}
 
 
-def test_sample_is_reproducible_and_names_lines_by_byte_offset(sample_files, encoding):
+def test_sample_is_reproducible_and_names_lines_by_byte_offset(sample_files, encoding, monkeypatch):
+    monkeypatch.setattr(sampling_module, "MIN_SAMPLE_BYTES", 0)  # so that 10% is 10%
+
     def estimate(seed):
         rows = []
         result = plan_sample(sample_files, 0.1, seed, on_request=rows.append, workers=1, planner=Planner(counter=TokenCounter(encoding)))
@@ -413,6 +415,7 @@ def test_a_one_percent_sample_reads_about_one_percent(tmp_path, encoding, monkey
 
     real_open = sampling_module.open_input
     monkeypatch.setattr(sampling_module, "open_input", lambda name: Counted(real_open(name)))
+    monkeypatch.setattr(sampling_module, "MIN_SAMPLE_BYTES", 0)  # 1% of this file is less than the floor
     result = plan_sample([str(path)], 0.01, 3, workers=1, planner=Planner(counter=TokenCounter(encoding)))
     assert size > 20_000_000
     # 1% in windows, and the rest of the lines that straddle their edges.
