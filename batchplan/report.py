@@ -138,7 +138,9 @@ def warning_lines(result: BatchPlan) -> list[str]:
         where = f"{error.file}:" if error.file else ""
         out.append(f"invalid line: {where}{at}{error.line}: {error.reason}")
     hidden = result.plan.invalid - min(len(result.plan.errors), MAX_ERRORS_SHOWN)
-    if hidden > 0:
+    if hidden > 0 and at:
+        out.append(f"invalid line: ... and about {hidden} more among the lines not read (estimated)")
+    elif hidden > 0:
         out.append(f"invalid line: ... and {hidden} more (see --json or --per-request)")
     for w in warnings(result):
         if w["kind"] != "invalid_lines":

@@ -9,8 +9,9 @@
 Besides the plain script, it times two variants of batchplan against its own
 full local count, on the 500 MB file with --full (else the unique-content
 file): ``--cluster local`` (a Dask LocalCluster on this machine; --check: the
-same JSON plan) and ``--sample 0.01`` (--check: its interval holds the full
-count).
+same JSON plan, or exit 1) and ``--sample 0.01`` (--check prints whether its
+interval holds the full count; a 95% interval misses one run in twenty, so
+that never fails the run).
 
 Both commands run as whole processes, side by side: the runs alternate
 (A B B A ...), the median wall time of each is kept, and the ratio is
@@ -354,7 +355,9 @@ def main(argv=None) -> int:
     if args.json_out:
         with open(args.json_out, "w") as handle:
             json.dump({"cores": cores, "load": load, "rows": rows, "variants": variants}, handle, indent=2)
-    if args.check and not (all(r["same_count"] for r in rows) and all(v.get("ok", True) for v in variants)):
+    # A 95% interval misses the full count one run in twenty: the sample's
+    # check is printed, never failed on.
+    if args.check and not (all(r["same_count"] for r in rows) and all(v.get("ok", True) for v in variants if v["kind"] != "sample")):
         return 1
     return 0
 
