@@ -198,6 +198,18 @@ def test_cluster_from_the_environment_gives_the_local_json(job):
     assert on_cluster.stderr == local.stderr  # the same invalid lines and warnings, nothing from Dask
 
 
+def test_sample_with_cluster_local_from_the_command_line(job, run, monkeypatch):
+    from batchplan import sampling
+
+    monkeypatch.setattr(sampling, "MIN_SAMPLE_BYTES", 0)  # these files are under the floor
+    paths = job[0]
+    args = ["compare", "--json", "--sample", "0.2", "--seed", "2", *paths]
+    local = run(*args, "--workers", "1")
+    on_cluster = run(*args, "--cluster", "local", "--workers", "2")
+    assert on_cluster.exit_code == local.exit_code and json.loads(on_cluster.stdout) == json.loads(local.stdout)
+    assert not json.loads(local.stdout)["sample"]["exact"]
+
+
 def test_cluster_without_dask_says_how_to_install_it(job, run, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed raises ImportError
     result = run("compare", "--cluster", "local", job[0][1])
