@@ -8,7 +8,7 @@ warnings are kept for the first few per kind; counts are always exact.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from .cache import RealtimeStats
@@ -178,6 +178,19 @@ class Plan:
             urls=self.urls + other.urls,
             thinking_modes=self.thinking_modes + other.thinking_modes,
             realtime=None if self.realtime is None and other.realtime is None else (self.realtime or RealtimeStats()).merge(other.realtime),
+        )
+
+    def renumbered(self, offset: int) -> "Plan":
+        """This plan with ``offset`` added to every line number it holds: a
+        plan of a byte range numbered from 1, placed after the lines before
+        the range (``--cluster``)."""
+        if offset == 0:
+            return self
+        # Only line numbers change; every other field (rows, prefix statistics) is kept as it is.
+        return replace(
+            self,
+            errors=[replace(e, line=e.line + offset) for e in self.errors],
+            warnings={kind: Warning(w.count, [n + offset for n in w.lines], set(w.detail)) for kind, w in self.warnings.items()},
         )
 
     def total(self) -> Row:

@@ -242,7 +242,8 @@ def realtime_options(cache_mode: str, free_quota: str | None, rpm: int | None, t
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes for large files [default: available cores].")
 @click.option("--sample", default=None, metavar="FRACTION|N",
-              help="Estimate from a random sample of lines (a fraction like 0.05, or a count), with a confidence interval.")
+              help="Estimate from lines read at random byte offsets, with a 95% confidence interval: a fraction of "
+                   "the bytes (0.01 reads about 1% of each file) or a number of lines. Line numbers become byte offsets.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed for --sample.")
 @click.option("--cache", "cache_mode", type=click.Choice(["none", "expected", "best"]), default="none", show_default=True,
               help="Context cache on the real-time side: none (list prices); best (every repeat of a shared prefix hits); "
@@ -255,9 +256,13 @@ def realtime_options(cache_mode: str, free_quota: str | None, rpm: int | None, t
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None, metavar="PATH",
               help="Write a self-contained HTML report (tables, charts) to PATH; needs the html extra.")
 @IMAGE_SIZE_OPTION
+@click.option("--cluster", default=None, metavar="ADDRESS", envvar="BATCHPLAN_CLUSTER", show_envvar=True,
+              help="Count on a Dask cluster: 'local' starts one on this machine (--workers processes), or give a "
+                   "scheduler address like tcp://host:8786. Workers read the files from the same path as this "
+                   "machine (a shared file system) and need batchplan installed. Needs pip install 'batchplan[cluster]'.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no warnings on stderr.")
 def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, calibrate_input, as_json, per_request, force,
-            workers, sample, seed, cache_mode, free_quota, rpm, tpm, window, html_path, image_size, quiet):
+            workers, sample, seed, cache_mode, free_quota, rpm, tpm, window, html_path, image_size, cluster, quiet):
     """Tokens and real-time vs batch cost of batch FILE(s).
 
     Counts every request's prompt tokens as DashScope bills them, assumes
@@ -316,8 +321,27 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
                     size = parse_sample(sample)
                 except ValueError as exc:
                     raise click.BadParameter(str(exc), param_hint="--sample") from None
-                result = plan_sample(paths, size, seed, planner=planner,
-                                     on_request=writer.write if writer else None, on_progress=bar.update)
+                sampling = dict(planner=planner, workers=workers, on_request=writer.write if writer else None,
+                                on_progress=bar.update)
+                if cluster:
+                    from .cluster import ClusterError, open_client
+
+                    try:
+                        with open_client(cluster, workers) as client:
+                            result = plan_sample(paths, size, seed, client=client, **sampling)
+                    except ClusterError as exc:
+                        raise Fail(str(exc)) from None
+                else:
+                    result = plan_sample(paths, size, seed, **sampling)
+                result.decide(options, catalog)
+            elif cluster:
+                from .cluster import ClusterError, plan_files_on_cluster
+
+                try:
+                    result = plan_files_on_cluster(paths, address=cluster, planner=planner, workers=workers,
+                                                   on_request=writer.write if writer else None, on_progress=bar.update)
+                except ClusterError as exc:
+                    raise Fail(str(exc)) from None
                 result.decide(options, catalog)
             else:
                 result = plan_files(paths, planner=planner, workers=workers, realtime=options,

@@ -146,3 +146,83 @@ def read_lines(path: str | os.PathLike[str]) -> Iterator[Line]:
     with open_input(path) as handle:
         for block in read_blocks(handle, name=os.fspath(path)):
             yield from block.lines()
+
+
+def _read(handle: BinaryIO, size: int, name: str) -> bytes:
+    try:
+        return handle.read(size)
+    except OSError as exc:
+        raise InputError(f"{name}: read failed ({exc.strerror or exc})") from None
+
+
+# Bytes first read to find a line's end; the steps double from there, so
+# about the line itself is read, however long (what --sample relies on).
+SCAN_BYTES = 256
+
+
+def line_start_at_or_after(handle: BinaryIO, offset: int, name: str = "input") -> int | None:
+    """The byte where the first line beginning at or after ``offset`` begins,
+    or None when no line begins there (end of file)."""
+    if offset <= 0:
+        return 0
+    handle.seek(offset - 1)
+    position = offset - 1
+    step = SCAN_BYTES
+    while True:
+        data = _read(handle, step, name)
+        if not data:
+            return None
+        cut = data.find(b"\n")
+        if cut >= 0:
+            return position + cut + 1
+        position += len(data)
+        step *= 2
+
+
+def read_range(handle: BinaryIO, start: int, end: int, block_bytes: int = BLOCK_BYTES, name: str = "input") -> Iterator[Block]:
+    """Blocks of the whole lines that begin at a byte in ``[start, end)``,
+    numbered from 1 within the range. A line straddling ``end`` is read to
+    its end; one straddling ``start`` belongs to the range before. So ranges
+    that cut a file anywhere partition its lines: none lost, none doubled
+    (what ``--cluster`` relies on). The UTF-8 BOM is dropped as in
+    ``read_blocks``."""
+    position = line_start_at_or_after(handle, start, name)
+    if position is None or position >= end:
+        return
+    handle.seek(position)
+    if position == 0:
+        if _read(handle, len(BOM), name) == BOM:
+            position = len(BOM)  # line 1 begins here, and belongs to this range
+        handle.seek(position)
+    left = max(1, end - position)  # bytes of the range still to read
+    number = 1
+    pending = b""
+    while left > 0:
+        data = _read(handle, min(block_bytes, left), name)
+        if not data:
+            break
+        left -= len(data)
+        data = pending + data
+        if left <= 0:
+            # At the end of the range: finish the line that straddles it.
+            step = SCAN_BYTES
+            while not data.endswith(b"\n"):
+                more = _read(handle, step, name)
+                if not more:
+                    break
+                cut = more.find(b"\n")
+                data += more if cut < 0 else more[: cut + 1]
+                step *= 2
+            if data:
+                yield Block(number, data)
+            return
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            pending = data  # a line longer than a block: keep reading
+            continue
+        block = Block(number, data[: cut + 1])
+        pending = data[cut + 1:]
+        number += block.line_count
+        yield block
+    if pending:
+        yield Block(number, pending)

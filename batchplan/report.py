@@ -187,15 +187,19 @@ def warning_lines(result: BatchPlan, invalid: bool = True) -> list[str]:
     warnings, one line each, for stderr."""
     out = []
     if invalid:
+        # With --sample, lines are named by the byte offset where they begin.
         for error in result.plan.errors[:MAX_ERRORS_SHOWN]:
-            out.append(error.message)
+            out.append(f"{error.file}: byte {error.line}: {error.reason}" if result.sample is not None else error.message)
         hidden = result.plan.invalid - min(len(result.plan.errors), MAX_ERRORS_SHOWN)
-        if hidden > 0:
+        if hidden > 0 and result.sample is not None:
+            out.append(f"... and about {hidden:,} more invalid line(s) among the lines not read (estimated)")
+        elif hidden > 0:
             out.append(f"... and {hidden:,} more invalid line(s) (see --json or --per-request)")
     for w in warnings(result):
         if w["kind"] != "invalid_lines":
             shown = ", ".join(_locations(result, w["kind"]))
-            out.append(f"warning: {w['message']}" + (f"; lines {shown}" + (" ..." if w["count"] > 10 else "") if shown else ""))
+            lines = "lines at bytes" if result.sample is not None else "lines"
+            out.append(f"warning: {w['message']}" + (f"; {lines} {shown}" + (" ..." if w["count"] > 10 else "") if shown else ""))
     return out
 
 
