@@ -147,6 +147,14 @@ def observe(stats: RealtimeStats, model: str, tier: str, input_tokens: int, piec
     mode = EXPLICIT if explicit else IMPLICIT
     minimum = minimums[mode]
     cuts = boundaries(pieces)
+    if mode == IMPLICIT:
+        # The last turn is what makes a request its own (the question, the
+        # document): only what comes before it is a prefix other requests can
+        # share. Recording it too would put one unique prefix per request into
+        # the table, past MAX_PREFIXES on large files, and push the shared
+        # ones out. An identical repeated request is not counted as a hit of
+        # its last turn (conservative; an assumption).
+        cuts = cuts[:-1]
     if mode == EXPLICIT:
         s.explicit_requests += 1
         # The n-th closed turn is the n-th message (a tools preamble merges

@@ -327,6 +327,17 @@ def test_prefix_table_is_bounded_the_same_whatever_the_chunking(monkeypatch):
     assert parts.prefixes == whole.prefixes == small.prefixes and parts.truncated and small.truncated
 
 
+def test_many_unique_questions_keep_the_shared_prefix(monkeypatch):
+    """The last turn of a request is not a prefix: 50 requests with their own
+    questions behind one shared 300-token system turn hold one prefix, not 51,
+    so a small table is not truncated and every repeat of the system turn hits."""
+    monkeypatch.setattr(cache, "MAX_PREFIXES", 8)
+    plan, d = plan_of([request(i, 290) for i in range(50)], RealtimeOptions(cache="best"))
+    stats = plan.realtime.models["m-test"]
+    assert len(stats.prefixes) == 1 and not stats.truncated
+    assert only(d).hit_tokens == 300 * 49
+
+
 # -- the CLI and the JSON document ----------------------------------------------
 
 def test_compare_prints_a_verdict_and_json_has_the_realtime_block(run):
