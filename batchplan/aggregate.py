@@ -106,6 +106,7 @@ THINKING_DEFAULT = "thinking_by_default"
 MEDIA_NOT_COUNTED = "media_not_counted"
 IMAGE_SIZE_ASSUMED = "image_size_assumed"
 IMAGE_UNREADABLE = "image_unreadable"
+APPROXIMATE_COUNT = "approximate_count"
 WARNING_TEXT = {
     OVER_MAX_INPUT: "requests over the model's max input tokens",
     OVER_MAX_OUTPUT: "requests whose max_tokens is over the model's max output",
@@ -114,6 +115,7 @@ WARNING_TEXT = {
     MEDIA_NOT_COUNTED: "requests with audio or video parts, or images for a model with no image rule, whose tokens are not counted",
     IMAGE_SIZE_ASSUMED: "remote images (not fetched), counted at an assumed size",
     IMAGE_UNREADABLE: "data: images that could not be read (their tokens are not counted)",
+    APPROXIMATE_COUNT: "requests to a model whose prompt tokens cannot be counted exactly here",
 }
 
 RowKey = tuple[str, str, bool]  # model, tier label, thinking

@@ -124,6 +124,7 @@ class Model:
     limits: Limits
     prices: dict[str, RegionPrice]  # region -> price
     vision: Any = None  # images.VisionRule for models that take images, else None
+    count_note: str | None = None  # why its prompt tokens are only approximate here (catalog data)
 
     def price(self, region: str) -> RegionPrice | None:
         return self.prices.get(region)
@@ -256,6 +257,7 @@ def _model(name: str, m: dict[str, Any], regions: dict[str, Region]) -> Model:
         limits=limits,
         prices=prices,
         vision=_vision(name, m.get("vision")),
+        count_note=m.get("count_note"),
     )
 
 

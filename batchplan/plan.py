@@ -167,6 +167,8 @@ class Planner:
                 plan.warn(agg.OVER_MAX_OUTPUT, line, f"{model.name}: max output {cap}")
             if thinking and model.thinks_by_default and "enable_thinking" not in body:
                 plan.warn(agg.THINKING_DEFAULT, line, model.name)
+            if model.count_note:
+                plan.warn(agg.APPROXIMATE_COUNT, line, f"{model.name}: {model.count_note}")
         if not request.is_embedding and media_parts(body):
             self._warn_media(plan, request, model)
 
@@ -360,6 +362,8 @@ class _ModelFacts:
         decides which); media parts are checked by the caller."""
         if self.model is None:
             return False
+        if self.model.count_note:
+            return True
         limit = self.input_limit[thinking]
         if limit is not None and input_tokens > limit:
             return True

@@ -187,14 +187,16 @@ ASSUMPTIONS = [
 @pytest.mark.parametrize("assumption", ASSUMPTIONS, ids=lambda a: a.mode + str(a.tokens or ""))
 @pytest.mark.parametrize("region", ["intl", "cn"])
 def test_plan_without_rows_equals_the_plan_with_rows(encoding, assumption, region):
-    rng = random.Random(hash((assumption.mode, assumption.tokens, region)) & 0xFFFF)
+    rng = random.Random(f"{assumption.mode}-{assumption.tokens}-{region}")  # the same data on every run
     lines = _lines(rng, 1500)
     catalog = _small_catalog()
     fast = Planner(catalog, region, assumption, TokenCounter(encoding)).plan_lines(lines, "f.jsonl")
     slow = _by_rows(Planner(catalog, region, assumption, TokenCounter(encoding)), lines, "f.jsonl")
     _same(fast, slow)
     # The sample covers what it is meant to: several tiers, unpriced and priced rows, errors, warnings.
-    assert fast.invalid > 40 and len(fast.warnings) == 5
+    assert fast.invalid > 40
+    assert set(fast.warnings) == {"unpriced", "over_max_input", "max_tokens_over_max_output", "thinking_by_default",
+                                  "media_not_counted", "approximate_count"}
     assert len({key[1] for key in fast.rows}) >= 3
     assert any(r.realtime_cost is None for r in fast.rows.values())
     assert any(r.realtime_cost for r in fast.rows.values())
