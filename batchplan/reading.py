@@ -114,22 +114,24 @@ def open_input(path: str | os.PathLike[str]) -> BinaryIO:
 def read_blocks(handle: BinaryIO, block_bytes: int = BLOCK_BYTES, name: str = "input") -> Iterator[Block]:
     """Blocks of about ``block_bytes`` of whole lines, in order. A UTF-8 BOM at
     the start of the file is dropped. Memory stays at about one block."""
+
+    def chunks() -> Iterator[bytes]:
+        data = _read(handle, block_bytes, name)
+        if data.startswith(BOM):
+            data = data[len(BOM):]
+        while data:
+            yield data
+            data = _read(handle, block_bytes, name)
+
+    return _whole_lines(chunks())
+
+
+def _whole_lines(chunks: Iterator[bytes]) -> Iterator[Block]:
+    """Blocks of the whole lines in ``chunks`` (bytes read in order), numbered
+    from 1; what follows the last newline comes last, as a block of its own."""
     number = 1
     pending = b""
-    first = True
-    while True:
-        try:
-            data = handle.read(block_bytes)
-        except OSError as exc:
-            raise InputError(f"{name}: read failed ({exc.strerror or exc})") from None
-        if first:
-            first = False
-            if data.startswith(BOM):
-                data = data[len(BOM):]
-        if not data:
-            if pending:
-                yield Block(number, pending)
-            return
+    for data in chunks:
         data = pending + data
         cut = data.rfind(b"\n")
         if cut < 0:
@@ -139,6 +141,8 @@ def read_blocks(handle: BinaryIO, block_bytes: int = BLOCK_BYTES, name: str = "i
         pending = data[cut + 1:]
         number += block.line_count
         yield block
+    if pending:
+        yield Block(number, pending)
 
 
 def read_lines(path: str | os.PathLike[str]) -> Iterator[Line]:
@@ -195,34 +199,24 @@ def read_range(handle: BinaryIO, start: int, end: int, block_bytes: int = BLOCK_
             position = len(BOM)  # line 1 begins here, and belongs to this range
         handle.seek(position)
     left = max(1, end - position)  # bytes of the range still to read
-    number = 1
-    pending = b""
-    while left > 0:
-        data = _read(handle, min(block_bytes, left), name)
-        if not data:
-            break
-        left -= len(data)
-        data = pending + data
-        if left <= 0:
-            # At the end of the range: finish the line that straddles it.
-            step = SCAN_BYTES
-            while not data.endswith(b"\n"):
-                more = _read(handle, step, name)
-                if not more:
-                    break
-                cut = more.find(b"\n")
-                data += more if cut < 0 else more[: cut + 1]
-                step *= 2
-            if data:
-                yield Block(number, data)
-            return
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            pending = data  # a line longer than a block: keep reading
-            continue
-        block = Block(number, data[: cut + 1])
-        pending = data[cut + 1:]
-        number += block.line_count
-        yield block
-    if pending:
-        yield Block(number, pending)
+
+    def chunks() -> Iterator[bytes]:
+        nonlocal left
+        while left > 0:
+            data = _read(handle, min(block_bytes, left), name)
+            if not data:
+                return
+            left -= len(data)
+            if left <= 0:
+                # At the end of the range: finish the line that straddles it.
+                step = SCAN_BYTES
+                while not data.endswith(b"\n"):
+                    more = _read(handle, step, name)
+                    if not more:
+                        break
+                    cut = more.find(b"\n")
+                    data += more if cut < 0 else more[: cut + 1]
+                    step *= 2
+            yield data
+
+    yield from _whole_lines(chunks())
