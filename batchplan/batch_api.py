@@ -138,6 +138,16 @@ def is_plain_http_remote(base_url: str) -> bool:
 
 def parse_window(text: str) -> str:
     """A completion window as the service takes it: '24h'..'336h' or '1d'..'14d'."""
+    number, unit, _ = _window(text)
+    return f"{number}{unit}"
+
+
+def window_hours(text: str) -> int:
+    """The hours of a completion window written as ``parse_window`` takes it."""
+    return _window(text)[2]
+
+
+def _window(text: str) -> tuple[int, str, int]:
     m = _WINDOW.match(str(text))
     if not m:
         raise ValueError(f"{text!r} is not a completion window; write hours or days, like 24h, 72h or 14d")
@@ -145,7 +155,7 @@ def parse_window(text: str) -> str:
     hours = number * (24 if unit == "d" else 1)
     if not MIN_WINDOW_HOURS <= hours <= MAX_WINDOW_HOURS:
         raise ValueError(f"{text!r} is outside the allowed {MIN_WINDOW_HOURS}h-{MAX_WINDOW_HOURS}h (1d-14d)")
-    return f"{number}{unit}"
+    return number, unit, hours
 
 
 def batch_metadata(name: str | None, description: str | None) -> dict[str, str] | None:

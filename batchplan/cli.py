@@ -200,7 +200,7 @@ def progress_bar(total: int, quiet: bool, desc: str):
 
 
 def realtime_options(cache_mode: str, free_quota: str | None, rpm: int | None, tpm: int | None, window: str):
-    from .batch_api import parse_window
+    from .batch_api import window_hours
     from .realtime import RealtimeOptions
 
     tokens = None
@@ -213,10 +213,9 @@ def realtime_options(cache_mode: str, free_quota: str | None, rpm: int | None, t
         if tokens < 0:
             raise click.BadParameter("must be zero or more tokens", param_hint="--free-quota")
     try:
-        text = parse_window(window)
+        hours = window_hours(window)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--window") from None
-    hours = int(text[:-1]) * (24 if text.endswith("d") else 1)
     return RealtimeOptions(cache=cache_mode, free_quota=free_quota is not None, free_quota_tokens=tokens, rpm=rpm, tpm=tpm, window_hours=hours)
 
 
