@@ -1,4 +1,7 @@
+import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,3 +41,21 @@ def run():
         return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False, **kwargs)
 
     return invoke
+
+
+def modules_imported(invocations, names, env=None):
+    """Which of ``names`` (packages, with their submodules, or modules) a
+    fresh interpreter has imported after running each CLI invocation (a list
+    of arguments) in turn: what start-up and a plain run pay for."""
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from batchplan.cli import cli\n"
+        f"for args in {[[str(a) for a in args] for args in invocations]!r}:\n"
+        "    result = CliRunner().invoke(cli, args)\n"
+        "    assert result.exit_code == 0, result.output\n"
+        f"names = {tuple(names)!r}\n"
+        "print(sorted(m for m in sys.modules if m in names or m.split('.')[0] in names))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    return ast.literal_eval(out.strip())

@@ -19,7 +19,7 @@ from batchplan.plan import plan_files
 from batchplan.reading import BOM, InputError, read_blocks, read_range
 from batchplan.sampling import plan_sample
 
-from conftest import line
+from conftest import line, modules_imported
 from test_performance_paths import _lines
 
 distributed = pytest.importorskip("distributed")
@@ -239,16 +239,7 @@ def test_help_says_workers_share_the_path():
 def test_without_cluster_nothing_of_dask_is_imported(tmp_path):
     path = tmp_path / "tiny.jsonl"
     path.write_text(line("1") + "\n", encoding="utf-8")
-    code = (
-        "import sys\n"
-        "from click.testing import CliRunner\n"
-        "from batchplan.cli import cli\n"
-        f"result = CliRunner().invoke(cli, ['compare', '--sample', '0.5', {str(path)!r}])\n"
-        "assert result.exit_code == 0, result.output\n"
-        f"result = CliRunner().invoke(cli, ['compare', {str(path)!r}])\n"
-        "assert result.exit_code == 0, result.output\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'tornado') or m == 'batchplan.cluster'))\n"
-    )
     env = {k: v for k, v in os.environ.items() if k != "BATCHPLAN_CLUSTER"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
-    assert out.strip() == "[]"
+    imported = modules_imported([["compare", "--sample", "0.5", path], ["compare", path]],
+                                ("dask", "distributed", "tornado", "batchplan.cluster"), env)
+    assert imported == []

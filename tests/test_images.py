@@ -5,8 +5,6 @@
 import base64
 import io
 import json
-import subprocess
-import sys
 
 import pytest
 from PIL import Image
@@ -19,7 +17,7 @@ from batchplan.images import (
 )
 from batchplan.tokens import TokenCounter
 
-from conftest import FIXTURES, line
+from conftest import FIXTURES, line, modules_imported
 
 R28 = VisionRule(patch=28)
 R32 = VisionRule(patch=32)
@@ -294,9 +292,7 @@ def test_images_for_a_model_without_a_rule_stay_uncounted(run, write_batch):
 def test_pillow_is_not_imported_for_text_jobs(tmp_path):
     path = tmp_path / "t.jsonl"
     path.write_text(line("1") + "\n", "utf-8")
-    code = ("import sys; from batchplan import plan_file; plan_file(%r); "
-            "sys.exit(1 if 'PIL' in sys.modules else 0)" % str(path))
-    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    assert modules_imported([["compare", path]], ("PIL",)) == []
 
 
 def test_images_outside_user_and_system_turns_stay_uncounted(run, write_batch):

@@ -22,7 +22,7 @@ from batchplan.reading import BOM
 from batchplan.sampling import allocate, lines_beginning_in, parse_sample, plan_sample
 from batchplan.tokens import SHARED_HEAD, TokenCounter, load_encoding, safe_cut, vocabulary_path
 
-from conftest import line
+from conftest import line, modules_imported
 
 ZH = ("我们 客户 订单 价格 质量 时间 问题 需要 可以 已经 因为 所以 但是 如果 非常 今天 明天 地址 快递 物流 退款 "
       "售后 系统 数据 模型 接口 文档 用户 账号 支付 发票 金额 优惠 手机 电脑 耳机 电池 北京 上海 市场 报告 分析").split()
@@ -478,13 +478,4 @@ def test_full_count_stays_the_default(sample_files):
 def test_compare_imports_neither_dashscope_nor_openai(tmp_path):
     path = tmp_path / "tiny.jsonl"
     path.write_text(line("1") + "\n", encoding="utf-8")
-    code = (
-        "import sys\n"
-        "from click.testing import CliRunner\n"
-        "from batchplan.cli import cli\n"
-        f"result = CliRunner().invoke(cli, ['compare', {str(path)!r}])\n"
-        "assert result.exit_code == 0, result.output\n"
-        "print(sorted(m for m in ('dashscope', 'openai', 'httpx') if m in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    assert modules_imported([["compare", path]], ("dashscope", "openai", "httpx")) == []
