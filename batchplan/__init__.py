@@ -4,21 +4,29 @@
     >>> result = batchplan.plan_file("samples/chat_shared_system.jsonl")
     >>> result.plan.total().batch_cost            # Decimal, exact
     >>> batchplan.count_prompt_tokens({"model": "qwen-plus", "messages": [...]})
+
+The layers, lowest first: ``catalog`` (prices and model facts as data),
+``planning`` (a file in, a priced plan out), ``jobs`` (the Batch API),
+``reports`` (text, JSON, HTML) and ``cli``; docs/architecture.md is the map.
+This module re-exports the public names of the layers below the CLI.
 """
 
-from .aggregate import Plan, PlannedRequest, Row
-from .catalog import Catalog, CatalogError, load_catalog
-from .output import OutputAssumption
-from .plan import BatchPlan, Planner, count_prompt_tokens, plan_file, plan_files
-from .reading import InputError
-from .realtime import RealtimeOptions
-
-__version__ = "0.1.0"
+from batchplan._version import __version__
+from batchplan.catalog.catalog import Catalog, default_catalog, load_catalog
+from batchplan.errors import BatchplanError, CatalogError, InputError
+from batchplan.planning.aggregate import Plan, PlannedRequest, Row
+from batchplan.planning.images import ImageAssumption
+from batchplan.planning.output import OutputAssumption
+from batchplan.planning.paths import plan_paths
+from batchplan.planning.planner import BatchPlan, Planner, count_prompt_tokens, plan_file, plan_files
+from batchplan.planning.realtime import RealtimeOptions, decide
 
 __all__ = [
     "BatchPlan",
+    "BatchplanError",
     "Catalog",
     "CatalogError",
+    "ImageAssumption",
     "InputError",
     "OutputAssumption",
     "Plan",
@@ -27,8 +35,11 @@ __all__ = [
     "RealtimeOptions",
     "Row",
     "count_prompt_tokens",
+    "decide",
+    "default_catalog",
     "load_catalog",
     "plan_file",
     "plan_files",
+    "plan_paths",
     "__version__",
 ]

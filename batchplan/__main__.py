@@ -1,3 +1,3 @@
-from .cli import main
+from batchplan.cli.main import main
 
 main()

@@ -35,7 +35,7 @@ def write_batch(tmp_path):
 @pytest.fixture
 def run():
     """Run the batchplan CLI in-process; returns click's Result (stdout, stderr apart)."""
-    from batchplan.cli import cli
+    from batchplan.cli.main import cli
 
     def invoke(*args, **kwargs):
         return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False, **kwargs)
