@@ -112,12 +112,11 @@ def expand_paths(patterns: tuple[str, ...]) -> list[str]:
 
 
 def load_catalog_or_fail(prices: str | None):
-    from batchplan.catalog.catalog import CatalogError, load_catalog
+    """The shipped catalog, with ``prices`` merged over it (a CatalogError
+    reaches the user through the group's one boundary)."""
+    from batchplan.catalog.catalog import load_catalog
 
-    try:
-        return load_catalog(prices)
-    except CatalogError as exc:
-        raise Fail(str(exc)) from None
+    return load_catalog(prices)
 
 
 def output_assumption(output_tokens, output_ratio, calibrate, catalog=None, calibrate_input=None, planned=()):
@@ -137,13 +136,9 @@ def output_assumption(output_tokens, output_ratio, calibrate, catalog=None, cali
         raise click.UsageError("--calibrate-input goes with --calibrate OUTPUT")
     if calibrate is not None:
         from batchplan.catalog.catalog import default_catalog
-        from batchplan.jobs.calibrate import CalibrationError
         from batchplan.jobs.calibrate import calibrate as run_calibration
 
-        try:
-            found = run_calibration(calibrate, catalog or default_catalog(), calibrate_input, planned)
-        except CalibrationError as exc:
-            raise Fail(str(exc)) from None
+        found = run_calibration(calibrate, catalog or default_catalog(), calibrate_input, planned)
         return OutputAssumption(CALIBRATED, per_model=found.per_model, source=found.describe(),
                                 calibration=found.document())
     return OutputAssumption()

@@ -1,10 +1,11 @@
 """Commands that talk to the Batch API: submit, status, list, wait, cancel, download.
 
 They parse arguments, call the library and render results. The budget guard
-and what to do with content submitted before live in ``submission``; the
-calls, the idempotent create and crash recovery in ``batch_api``; the local
-record in ``ledger``; the file rules in ``batch_rules``; the text in
-``batch_report``.
+and what to do with content submitted before live in ``jobs.guard``; the
+calls in ``jobs.client``; the idempotent create and crash recovery in
+``jobs.submit``; the local record in ``jobs.ledger``; polling in
+``jobs.poll``; the file rules in ``jobs.rules``; the text in
+``reports.batches``.
 
 Connection, for every command: ``--base-url`` beats ``$DASHSCOPE_BASE_URL``,
 which beats ``--region``'s documented URL. Commands other than submit, given
@@ -18,7 +19,6 @@ import contextlib
 import json
 import os
 import sys
-import time
 
 import click
 
@@ -56,27 +56,10 @@ def _connection_options(region_help: str):
     return decorate
 
 
-@contextlib.contextmanager
-def _failures():
-    """Service, connection and ledger errors as one line and exit 2."""
-    from batchplan.jobs.client import BatchAPIError
-    from batchplan.jobs.ledger import LedgerError
-
-    try:
-        yield
-    except (BatchAPIError, LedgerError) as exc:
-        raise Fail(str(exc), EXIT_USAGE) from None
-    except OSError as exc:
-        raise Fail(os_error_message(exc), EXIT_USAGE) from None
-
-
 def _resolve(region, base_url, **options):
-    from batchplan.jobs.client import BatchAPIError, resolve_connection
+    from batchplan.jobs.client import resolve_connection
 
-    try:
-        return resolve_connection(region, base_url, **options)
-    except BatchAPIError as exc:
-        raise Fail(str(exc), EXIT_USAGE) from None
+    return resolve_connection(region, base_url, **options)
 
 
 def _connect(region, base_url, timeout, retries, fallback_base_url=None):
@@ -195,10 +178,9 @@ def submit(file, region, base_url, request_timeout, max_retries, window, name, d
 
         from batchplan.jobs.ledger import estimate_of, sha256_file
 
-        with _failures():
-            digest = sha256_file(upload_path)
-            ledger = _ledger()
-            decision = decide(read_history(ledger, digest, conn.base_url), file, force)
+        digest = sha256_file(upload_path)
+        ledger = _ledger()
+        decision = decide(read_history(ledger, digest, conn.base_url), file, force)
         _echo_lines((f"batchplan: note: {note}" for note in decision.notes), err=True)
         if decision.refusal is not None:
             # Submitted before is a refusal; another process on it is to be retried later.
@@ -217,14 +199,13 @@ def submit(file, region, base_url, request_timeout, max_retries, window, name, d
 
         _warn_plain_http(conn.base_url)
         estimate = estimate_of(submitted.plan)
-        with _failures():
-            if resume is not None:
-                entry = ledger.resume(resume.token, path=file, window=window, metadata=metadata, estimate=estimate)
-                click.echo(f"resuming the interrupted submission of {entry.when} ({entry.state})", err=True)
-            else:
-                entry = ledger.begin(sha256=digest, path=file, region=price_region, base_url=conn.base_url,
-                                     endpoint=submitted.url, window=window, metadata=metadata, estimate=estimate,
-                                     test=test_run)
+        if resume is not None:
+            entry = ledger.resume(resume.token, path=file, window=window, metadata=metadata, estimate=estimate)
+            click.echo(f"resuming the interrupted submission of {entry.when} ({entry.state})", err=True)
+        else:
+            entry = ledger.begin(sha256=digest, path=file, region=price_region, base_url=conn.base_url,
+                                 endpoint=submitted.url, window=window, metadata=metadata, estimate=estimate,
+                                 test=test_run)
         done = _run_submission(conn, ledger, entry, upload_path, request_timeout, max_retries, quiet,
                                create=decision.create)
 
@@ -262,16 +243,10 @@ def _run_submission(conn, ledger, entry, upload_path, timeout, retries, quiet, c
 def _check(path, catalog, region, quiet):
     from batchplan.jobs.rules import check_file
     from batchplan.planning.output import OutputAssumption
-    from batchplan.planning.reading import InputError
 
-    try:
-        with progress_bar(file_size(path), quiet, "validating") as bar:
-            # The worst case, whatever else is wanted: it is what a budget guards.
-            return check_file(path, catalog=catalog, region=region, output=OutputAssumption(), on_progress=bar.update)
-    except InputError as exc:
-        raise Fail(str(exc)) from None
-    except OSError as exc:
-        raise Fail(f"{path}: {exc.strerror or exc}") from None
+    with progress_bar(file_size(path), quiet, "validating") as bar:
+        # The worst case, whatever else is wanted: it is what a budget guards.
+        return check_file(path, catalog=catalog, region=region, output=OutputAssumption(), on_progress=bar.update)
 
 
 def _refuse_violations(check, reason: str, shown_as: str | None = None) -> None:
@@ -287,13 +262,10 @@ def _refuse_violations(check, reason: str, shown_as: str | None = None) -> None:
 
 def _write_test_copy(src, dest, limits) -> None:
     from batchplan.jobs.split import write_test_copy
-    from batchplan.planning.reading import InputError
 
     try:
         write_test_copy(src, dest, limits.test_model, limits.test_url)
-    except InputError as exc:
-        raise Fail(str(exc)) from None
-    except OSError as exc:
+    except OSError as exc:  # name the copy, which the error may not
         raise Fail(os_error_message(exc, dest)) from None
 
 
@@ -301,7 +273,7 @@ def _write_test_copy(src, dest, limits) -> None:
 
 def _target(batch_id, region, base_url, timeout, retries):
     """The batch id (the ledger's latest when none is given), its ledger entry and a client."""
-    with _failures(), _ledger() as ledger:
+    with _ledger() as ledger:
         if batch_id is None:
             entry = ledger.latest()
             if entry is None:
@@ -339,7 +311,7 @@ def status(batch_id, region, base_url, request_timeout, max_retries, as_json):
     from batchplan.reports.batches import describe
 
     batch_id, entry, client = _target(batch_id, region, base_url, request_timeout, max_retries)
-    with _failures(), client:
+    with client:
         batch = client.retrieve(batch_id)
     _remember(batch)
     if as_json:
@@ -364,7 +336,7 @@ def list_batches(region, base_url, request_timeout, max_retries, limit, after, s
     from batchplan.reports.batches import batches_table, entry_doc, ledger_table
 
     if local:
-        with _failures(), _ledger() as ledger:
+        with _ledger() as ledger:
             entries = ledger.entries(limit)
         if as_json:
             click.echo(json.dumps([entry_doc(e) for e in entries], ensure_ascii=False, indent=2))
@@ -372,12 +344,12 @@ def list_batches(region, base_url, request_timeout, max_retries, limit, after, s
             click.echo(ledger_table(entries))
         return
     client = _connect(region, base_url, request_timeout, max_retries)
-    with _failures(), client:
+    with client:
         page = client.list(limit=limit, after=after, status=status_filter)
     if as_json:
         click.echo(json.dumps(page, ensure_ascii=False, indent=2))
         return
-    with _failures(), _ledger() as ledger:
+    with _ledger() as ledger:
         known = {b["id"]: ledger.find_batch(b["id"]) for b in page["data"]}
     _echo_lines(batches_table(page, known))
 
@@ -406,42 +378,29 @@ def wait(batch_id, region, base_url, request_timeout, max_retries, interval, max
     """
     from tqdm import tqdm
 
-    from batchplan.jobs.client import TERMINAL_STATUSES
+    from batchplan.jobs.poll import StillRunning, poll
     from batchplan.reports.batches import describe
 
     batch_id, entry, client = _target(batch_id, region, base_url, request_timeout, max_retries)
-    start = time.monotonic()
-    delay = interval
-    seen = None
     bar = tqdm(total=0, unit="req", desc=batch_id[:18], file=sys.stderr, leave=False,
                disable=quiet or not sys.stderr.isatty())
     try:
-        with _failures(), client:
-            while True:
-                batch = client.retrieve(batch_id)
-                status_now = batch.get("status")
-                counts = batch.get("request_counts") or {}
-                done = (counts.get("completed") or 0) + (counts.get("failed") or 0)
-                if counts.get("total"):
-                    bar.total = counts["total"]
-                bar.n = done
+        with client:
+            for now in poll(client.retrieve, batch_id, interval=interval, max_interval=max_interval,
+                            timeout=wait_timeout):
+                batch, status_now = now.batch, now.status
+                if now.total:
+                    bar.total = now.total
+                bar.n = now.done
                 bar.set_postfix_str(status_now, refresh=True)
-                now = (status_now, done)
-                if now != seen:
-                    if not quiet and (seen is None or status_now != seen[0]):
-                        bar.write(f"{batch_id}: {status_now}", file=sys.stderr)
-                    seen, delay = now, interval  # progress: poll at the first pace again
-                elif seen is not None:
-                    delay = min(max_interval, delay * 1.5)
-                if status_now in TERMINAL_STATUSES:
-                    break
-                if wait_timeout is not None and time.monotonic() - start + delay > wait_timeout:
-                    _remember(batch)
-                    raise Fail(f"{batch_id} is still {status_now} ({done:,}/{counts.get('total') or 0:,} requests "
-                               f"done) after --timeout {wait_timeout:g}s; it keeps running", EXIT_STILL_RUNNING)
-                time.sleep(delay)
+                if not quiet and now.status_changed:
+                    bar.write(f"{batch_id}: {status_now}", file=sys.stderr)
+    except StillRunning as exc:
+        _remember(exc.batch)
+        raise Fail(f"{exc} (--timeout {wait_timeout:g}s)", EXIT_STILL_RUNNING) from None
     finally:
         bar.close()
+    counts = batch.get("request_counts") or {}
     _remember(batch)
     click.echo("\n".join(describe(batch, entry)))
     if status_now == "completed":
@@ -458,7 +417,7 @@ def wait(batch_id, region, base_url, request_timeout, max_retries, interval, max
 def cancel(batch_id, region, base_url, request_timeout, max_retries):
     """Cancel a batch. Requests already done are billed and kept in its output."""
     batch_id, entry, client = _target(batch_id, region, base_url, request_timeout, max_retries)
-    with _failures(), client:
+    with client:
         batch = client.cancel(batch_id)
     _remember(batch)
     click.echo(f"{batch_id}: {batch.get('status')}")
@@ -488,10 +447,11 @@ def download(batch_id, region, base_url, request_timeout, max_retries, out_dir, 
          connection failed
     """
     from batchplan.jobs.client import TERMINAL_STATUSES
+    from batchplan.jobs.download import download_atomic
     from batchplan.reports.batches import error_lines
 
     batch_id, entry, client = _target(batch_id, region, base_url, request_timeout, max_retries)
-    with _failures(), client:
+    with client:
         batch = client.retrieve(batch_id)
         _remember(batch)
         wanted = [(kind, batch.get(key)) for kind, key in (("output", "output_file_id"), ("errors", "error_file_id"))
@@ -513,24 +473,6 @@ def download(batch_id, region, base_url, request_timeout, max_retries, out_dir, 
         except OSError as exc:
             raise Fail(f"{out_dir}: {exc.strerror or exc}") from None
         for kind, file_id, path in targets:
-            size = _download_atomic(client, file_id, path, quiet)
+            with progress_bar(None, quiet, os.path.basename(path)) as bar:
+                size = download_atomic(client, file_id, path, on_bytes=bar.update)
             click.echo(f"{path}: {size:,} bytes ({kind}, {file_id})")
-
-
-def _download_atomic(client, file_id, path, quiet) -> int:
-    """Download into a temporary file beside ``path``, then rename it into place."""
-    import tempfile
-
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as handle, progress_bar(None, quiet, os.path.basename(path)) as bar:
-            size = client.download(file_id, handle, on_bytes=bar.update)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return size

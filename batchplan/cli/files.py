@@ -1,6 +1,6 @@
 """Commands on batch files before they are sent: ``validate`` and ``split``.
 
-They parse arguments and render results; the rules live in ``batch_rules``
+They parse arguments and render results; the rules live in ``jobs.rules``
 and ``split``.
 """
 
@@ -114,17 +114,11 @@ def validate(file, region, prices_file, as_json, quiet):
          file is compressed: decompress it first)
     """
     from batchplan.jobs.rules import check_file
-    from batchplan.planning.reading import InputError
 
     catalog = load_catalog_or_fail(prices_file)
     size = file_size(file)
-    try:
-        with progress_bar(size, quiet or as_json, "validating") as bar:
-            result = check_file(file, catalog=catalog, region=region, on_progress=bar.update)
-    except InputError as exc:
-        raise Fail(str(exc)) from None
-    except OSError as exc:
-        raise Fail(f"{file}: {exc.strerror or exc}") from None
+    with progress_bar(size, quiet or as_json, "validating") as bar:
+        result = check_file(file, catalog=catalog, region=region, on_progress=bar.update)
     if as_json:
         click.echo(json.dumps(validate_document(result), ensure_ascii=False, indent=2))
     else:
@@ -212,8 +206,7 @@ def split(file, out_dir, max_lines, max_bytes, force, region, prices_file, quiet
       2  usage error, the file cannot be read, or it holds no requests
     """
     from batchplan.jobs.rules import offered_for_batch
-    from batchplan.jobs.split import SplitError, split_file
-    from batchplan.planning.reading import InputError
+    from batchplan.jobs.split import split_file
 
     catalog = load_catalog_or_fail(prices_file)
     if region not in catalog.regions:
@@ -227,9 +220,7 @@ def split(file, out_dir, max_lines, max_bytes, force, region, prices_file, quiet
         with progress_bar(file_size(file), quiet, "splitting") as bar:
             manifest = split_file(file, out_dir, max_lines=max_lines, max_bytes=max_bytes, catalog=catalog,
                                   force=force, on_progress=bar.update)
-    except (InputError, SplitError) as exc:
-        raise Fail(str(exc)) from None
-    except OSError as exc:
+    except OSError as exc:  # name the folder, which the error may not
         raise Fail(os_error_message(exc, out_dir)) from None
     for part in manifest.files:
         mode = "thinking" if part.thinking else "non-thinking"

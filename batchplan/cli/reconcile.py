@@ -1,4 +1,4 @@
-"""`batchplan reconcile`: planned vs billed, after a batch ran (see reconcile.py)."""
+"""`batchplan reconcile`: planned vs billed, after a batch ran (the rules are in jobs.reconcile)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from batchplan.cli._options import (
     Fail,
     file_size,
     load_catalog_or_fail,
-    os_error_message,
     output_assumption,
     progress_bar,
     refuse_overwrite,
@@ -64,7 +63,6 @@ def reconcile(input_file, output_file, errors_file, region, prices_file, output_
     """
     from batchplan.jobs.reconcile import document, write_retry_file
     from batchplan.jobs.reconcile import reconcile as run
-    from batchplan.jobs.results import ReconcileError
     from batchplan.planning.reading import InputError
 
     catalog = load_catalog_or_fail(prices_file)
@@ -76,14 +74,9 @@ def reconcile(input_file, output_file, errors_file, region, prices_file, output_
                 if given and os.path.exists(given) and os.path.samefile(given, retry_path):
                     raise Fail(f"{retry_path}: is one of the files being reconciled; choose another --retry path")
         refuse_overwrite(retry_path, force)
-    try:
-        with progress_bar(file_size(input_file), quiet, "planning") as bar:
-            rec = run(input_file, output_file, errors_file, catalog=catalog, region=region, output=assumption,
-                      workers=workers, on_progress=bar.update)
-    except (InputError, ReconcileError) as exc:
-        raise Fail(str(exc)) from None
-    except OSError as exc:
-        raise Fail(os_error_message(exc)) from None
+    with progress_bar(file_size(input_file), quiet, "planning") as bar:
+        rec = run(input_file, output_file, errors_file, catalog=catalog, region=region, output=assumption,
+                  workers=workers, on_progress=bar.update)
     if rec.total().requests == 0:
         raise Fail(f"{input_file}: no requests with a custom_id", EXIT_USAGE)
 

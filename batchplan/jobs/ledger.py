@@ -11,7 +11,7 @@ moves through states as the submission goes:
     failed    the service refused the create outright; nothing is pending
 
 A row left in ``intent`` or ``uploaded`` is an interrupted submission; the
-next ``batchplan submit`` of the same content resumes it (batch_api.submit)
+next ``batchplan submit`` of the same content resumes it (jobs.submit.submit)
 instead of creating a second batch. The API key is never stored here.
 
 Location: ``$BATCHPLAN_HOME`` when set, else the user's data directory

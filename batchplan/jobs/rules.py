@@ -1,4 +1,4 @@
-"""The Batch API's rules over a whole file (facts §1), checked in one pass.
+"""The Batch API's rules over a whole file ([BATCH] in the catalog's sources), checked in one pass.
 
 ``parse_line`` (validate.py) checks what one line can get wrong on its own.
 This module adds what only the file as a whole can break: request and size

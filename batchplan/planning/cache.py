@@ -132,7 +132,7 @@ def boundaries(pieces: list[str | None]) -> list[int]:
 
 def observe(stats: RealtimeStats, model: str, tier: str, input_tokens: int, pieces: list[str | None] | None,
             count_piece, explicit: set[int] | None, minimums: dict[str, int]) -> None:
-    """Record one request: its prefixes (``pieces`` from chat_templates.render;
+    """Record one request: its prefixes (``pieces`` from templates.render;
     None for an embedding), its input tokens and its histogram bin.
 
     ``count_piece`` counts one text piece; ``explicit`` holds the indexes of

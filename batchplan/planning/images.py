@@ -167,7 +167,7 @@ def parse_image_size(text: str) -> tuple[int, int]:
 
 def count_images(body: dict[str, Any], rule: VisionRule, assumption: ImageAssumption = ImageAssumption()) -> ImageCount:
     """Grid tokens of the images the renderer places (see
-    ``chat_templates.counted_images``), for one request body."""
+    ``templates.counted_images``), for one request body."""
     high = body.get("vl_high_resolution_images") is True
     out = ImageCount()
     for part in _parts(body.get("messages", ())):

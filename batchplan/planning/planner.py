@@ -248,7 +248,7 @@ class Planner:
         ints per model, tier, thinking mode and url, and each sum is priced
         once (``pricing.price_group``, equal to the sum of ``price_request``).
         Invalid lines and lines with a warning go through the same code as
-        in ``plan_lines``. ``tests/test_hot_path.py`` checks the plans are equal."""
+        in ``plan_lines``. ``tests/planning/test_hot_path.py`` checks the plans are equal."""
         if self._facts_of is not self.catalog:  # a planner whose catalog was replaced
             self._model_facts = {}
             self._facts_of = self.catalog

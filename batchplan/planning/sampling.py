@@ -381,7 +381,7 @@ def _sample_in_worker(unit: SampleUnit) -> UnitResult:
 
 
 def sample_task(settings, unit: SampleUnit) -> UnitResult:
-    """The Dask task (see cluster.py): the planner is built once a worker."""
+    """The Dask task (see planning.cluster): the planner is built once a worker."""
     from batchplan.planning.cluster import unreadable, worker_planner
 
     try:

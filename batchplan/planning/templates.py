@@ -11,7 +11,7 @@ Rules (checked against recorded DashScope responses; see docs/counting.md):
   ``<|im_start|>assistant\\n``.
 - With tools, the model family's Hugging Face chat template: Qwen2.5 (with its
   default system text) or Qwen3 (without one). The Qwen3 path follows the
-  template token for token (tests/test_qwen3_template.py renders the real
+  template token for token (tests/planning/test_qwen3_template.py renders the real
   template with jinja2 and compares), including its ``<think>`` handling of
   assistant turns after the last user query; the generation prompt gets no
   empty think block (DashScope does not bill one; see docs/counting.md).

@@ -3,7 +3,7 @@
 The vocabulary is the Qwen byte-level BPE that the ``dashscope`` wheel ships as
 ``resources/qwen.tiktoken`` (the one ``dashscope.get_tokenizer`` uses), run
 through ``tiktoken`` with the same split pattern and special tokens, after NFC
-normalisation, as the SDK does. The prompt is rendered by ``chat_templates``
+normalisation, as the SDK does. The prompt is rendered by ``planning.templates``
 into pieces split at special tokens, so each piece is counted on its own with
 exactly the result of counting the whole, and repeated pieces (a shared system
 prompt, few-shot turns, a tools block) are counted once. A long text that
@@ -16,7 +16,7 @@ a newline and then anything but whitespace, so a pre-token always ends at
 such a cut; the pattern never looks back, and looks ahead only from inside a
 run of whitespace, so each side splits into the same pre-tokens on its own;
 and BPE never merges across pre-tokens. NFC cannot move the cut either: a
-newline never composes. ``tests/test_performance_paths.py`` checks this on
+newline never composes. ``tests/planning/test_performance_paths.py`` checks this on
 random text.
 """
 

@@ -1,7 +1,7 @@
 """Stage 2: validate. Turn one line into a request, or into the reason it is not one.
 
 These are the checks a single line can fail on its own. Rules over a whole
-file (one model per file, unique custom_id, size limits) live in ``batch_rules``.
+file (one model per file, unique custom_id, size limits) live in ``jobs.rules``.
 """
 
 from __future__ import annotations

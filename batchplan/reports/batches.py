@@ -20,7 +20,7 @@ SHOW_ERRORS = 50
 # -- submit -------------------------------------------------------------------------
 
 def plan_warning_lines(check) -> list[str]:
-    """The plan's warnings for a checked file (batch_rules.FileCheck), less
+    """The plan's warnings for a checked file (jobs.rules.FileCheck), less
     those its violations already say: invalid lines, mixed models or
     thinking modes."""
     shown_as_violations = tuple(f"warning: {w['message']}" for w in warnings(check.plan)
@@ -60,7 +60,7 @@ def dry_run_lines(resume, upload_path: str, size: int, digest: str, what: str, c
 
 
 def submitted_lines(done, cost_text: str, ledger_path) -> list[str]:
-    """What a finished submission (batch_api.Submitted) made, found or recovered."""
+    """What a finished submission (jobs.submit.Submitted) made, found or recovered."""
     batch = done.batch
     if done.how == "recovered":
         head = (f"recovered: {batch['id']} ({batch.get('status')}), created by the interrupted submission "
