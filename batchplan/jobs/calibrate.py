@@ -215,3 +215,98 @@ def _stats(values: list[int]) -> dict[str, int]:
 def _nearest_rank(sorted_values: list[int], percent: int) -> int:
     rank = max(1, math.ceil(percent * len(sorted_values) / 100))
     return sorted_values[rank - 1]
+
+
+# -- a pilot file (batchplan pilot): a random sample of the planned files -------------
+
+PILOT_KEY = "pilot"  # the object a pilot adds to each Batch API output line
+
+
+def is_pilot(path: str) -> bool:
+    """Whether ``path`` is a pilot's output (its first line has a ``pilot`` object)."""
+    try:
+        with open_results(os.fspath(path), CalibrationError) as handle:
+            for _, doc in json_lines(handle, os.fspath(path), CalibrationError):
+                return isinstance(doc.get(PILOT_KEY), dict)
+    except CalibrationError:
+        return False
+    return False
+
+
+@dataclass(frozen=True)
+class PilotSample:
+    """A pilot file read back: its strata's edges, and each answered request."""
+
+    path: str
+    design: Any  # planning.estimate.Design
+    sampled: tuple  # planning.estimate.Sampled
+    failed: int  # pilot requests that got no answer
+    recorded_lines: dict  # stratum -> its lines when the pilot was drawn
+    seeds: tuple[int, ...]
+
+
+def read_pilot(path: str) -> PilotSample:
+    """The pilot's answered requests (usage from the output line, stratum and
+    counted prompt tokens from its ``pilot`` object). Raises CalibrationError."""
+    from batchplan.planning.estimate import Design, Sampled
+
+    path = os.fspath(path)
+    edges: dict[tuple, tuple[int, ...]] = {}
+    sampled = []
+    failed = 0
+    recorded: dict[tuple, int] = {}
+    seeds: set[int] = set()
+    seen: set[str] = set()
+    with open_results(path, CalibrationError) as handle:
+        for number, doc in json_lines(handle, path, CalibrationError):
+            meta = doc.get(PILOT_KEY)
+            if not isinstance(meta, dict) or not isinstance(meta.get("stratum"), dict):
+                raise CalibrationError(f"{path}:{number}: not a pilot line (no pilot object); a pilot file comes from batchplan pilot")
+            st = meta["stratum"]
+            try:
+                group = (str(st["model"]), bool(st["thinking"]), str(st["tier"]))
+                key = (*group, int(st["bin"]))
+                edges[group] = tuple(int(e) for e in st.get("edges") or ())
+                counted = int(meta["counted_prompt_tokens"])
+            except (KeyError, TypeError, ValueError):
+                raise CalibrationError(f"{path}:{number}: the pilot object lacks its stratum or counted prompt tokens") from None
+            recorded[key] = int(meta.get("stratum_lines") or 0)
+            if isinstance(meta.get("seed"), int):
+                seeds.add(meta["seed"])
+            result = classify(doc, number)
+            if not result.ok or result.completion_tokens is None or result.custom_id is None:
+                failed += 1
+                continue
+            if result.custom_id in seen:
+                continue  # a request sent twice counts once
+            seen.add(result.custom_id)
+            sampled.append(Sampled(result.custom_id, key, counted, result.prompt_tokens, result.completion_tokens))
+    if not sampled:
+        raise CalibrationError(f"{path}: no answered pilot requests to estimate from")
+    return PilotSample(path, Design(edges), tuple(sampled), failed, recorded, tuple(sorted(seeds)))
+
+
+def pilot_estimate(pilot: PilotSample, population, result, catalog: Catalog):
+    """The job's expected output and cost from ``pilot`` (planning.estimate.OutputEstimate),
+    ``population`` (planning.estimate.Population) having seen every planned line."""
+    from batchplan.planning.estimate import estimate_output
+
+    if not population.found:
+        raise CalibrationError(f"{pilot.path}: none of its custom_ids is in the planned files, so it is not a pilot of them")
+    sampled = [s for s in pilot.sampled if s.custom_id in population.found]
+    approximate = {s.stratum[0] for s in sampled if (catalog.model(s.stratum[0]) and catalog.model(s.stratum[0]).count_note)}
+    estimate = estimate_output(population.strata, sampled, result.batch_price_factor, source=pilot.path,
+                               currency=result.currency, approximate=approximate)
+    notes = list(estimate.notes)
+    missing = len(pilot.sampled) - len(sampled)
+    if missing:
+        notes.append(f"{missing} pilot request(s) are not in the planned files and are left out")
+    changed = [k for k, n in pilot.recorded_lines.items() if k in population.strata and population.strata[k].lines != n]
+    if changed:
+        notes.append(f"{len(changed)} stratum(s) hold a different number of lines than when the pilot was drawn: "
+                     "the files changed, or others are planned; the pilot is taken as a sample of the planned files")
+    if pilot.failed:
+        notes.append(f"{pilot.failed} pilot request(s) got no answer; they are left out (taken as missing at random)")
+    from dataclasses import replace
+
+    return replace(estimate, notes=tuple(notes))

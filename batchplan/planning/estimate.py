@@ -261,7 +261,11 @@ def estimate_model(strata: Sequence[Stratum], method: str | None = None) -> Mode
                          interval, variances, parts)
 
 
-def required_requests(strata: Sequence[Stratum], method: str, half_width: float) -> int:
+def _method(method: str | dict[str, str], s: Stratum) -> str:
+    return method if isinstance(method, str) else method.get(s.model, MEAN)
+
+
+def required_requests(strata: Sequence[Stratum], method: str | dict[str, str], half_width: float) -> int:
     """Requests in all (Neyman allocation, FPC) for a relative half-width of
     ``half_width`` at 95% on the output total, from the spread measured so
     far (Cochran 5.25): n = (sum N_h S_h)^2 / ((e T / z)^2 + sum N_h S_h^2)."""
@@ -270,7 +274,7 @@ def required_requests(strata: Sequence[Stratum], method: str, half_width: float)
     squares = 0.0
     total = 0.0
     for s in strata:
-        part = stratum_estimate(s, method)
+        part = stratum_estimate(s, _method(method, s))
         total += part.total
         if s.n < 2 or s.lines <= s.n:
             continue
@@ -283,12 +287,12 @@ def required_requests(strata: Sequence[Stratum], method: str, half_width: float)
     return math.ceil(sums ** 2 / ((half_width * total / z) ** 2 + squares))
 
 
-def neyman(strata: Sequence[Stratum], method: str, wanted: int) -> dict[tuple, int]:
+def neyman(strata: Sequence[Stratum], method: str | dict[str, str], wanted: int) -> dict[tuple, int]:
     """How many requests each stratum should hold in all for ``wanted``:
     in proportion to N_h S_h, at least what it has, at most N_h."""
     weights = {}
     for s in strata:
-        part = stratum_estimate(s, method)
+        part = stratum_estimate(s, _method(method, s))
         f = s.n / s.lines if s.lines else 1.0
         s2 = part.variance * s.n / (s.lines ** 2 * (1 - f)) if s.n >= 2 and f < 1 else 0.0
         weights[s.key] = s.lines * math.sqrt(s2)
@@ -642,3 +646,90 @@ def estimate_output(population: dict[tuple, PopulationStratum], sampled: Sequenc
             pairs.setdefault(r.stratum[0], []).append((r.counted, r.billed))
     checks = tuple(count_check(model, p, model in approximate) for model, p in sorted(pairs.items()))
     return OutputEstimate(source, models, total, unsampled, checks, tuple(notes), currency)
+
+
+class Population:
+    """Every planned line's stratum, summed (``on_request`` of the planner):
+    lines, counted prompt tokens, and the prices of its tier. Groups the
+    pilot has no edges for go to bin 0 and come out as not sampled."""
+
+    def __init__(self, design: Design, catalog, region: str, wanted: Iterable[str] = ()):
+        self.design = design
+        self.catalog = catalog
+        self.region = region
+        self.strata: dict[tuple, PopulationStratum] = {}
+        self.wanted = set(wanted)  # the pilot's custom_ids
+        self.found: set[str] = set()
+
+    def add(self, r) -> None:
+        """Add one planned request (aggregate.PlannedRequest)."""
+        if r.error is not None or r.model is None:
+            return
+        group = (r.model, r.thinking, r.tier or "-")
+        x = r.input_tokens or 0
+        key = self.design.stratum(group, x) or (*group, 0)
+        pop = self.strata.get(key)
+        if pop is None:
+            pop = self.strata[key] = PopulationStratum()
+            model = self.catalog.model(r.model)
+            price = model.price(self.region) if model is not None else None
+            tier = price.tier_for(x) if price is not None else None
+            if tier is not None:
+                pop.input_price = tier.input / MILLION
+                out = tier.output_price(r.thinking)
+                pop.output_price = None if out is None else out / MILLION
+        pop.lines += 1
+        pop.prompt_tokens += x
+        if r.custom_id in self.wanted:
+            self.found.add(r.custom_id)
+
+
+# -- the budget gate (compare --max-cost --gate) ------------------------------------
+
+BOUND = "bound"
+EXPECTED = "expected"
+HIGH = "high"
+
+
+@dataclass(frozen=True)
+class Gate:
+    over: bool
+    figure: Decimal | None
+    message: str
+
+
+def budget_gate(result, estimate: OutputEstimate | None, amount: Decimal, gate: str = BOUND, realtime: bool = False) -> Gate:
+    """Is the chosen figure of the batch cost (real-time with ``realtime``)
+    over ``amount``? ``gate``: the upper bound (the plan's worst case), the
+    expected cost, or the interval's high end (both need a pilot estimate,
+    or for the expected cost an assumption that is not the worst case). An
+    unknown figure is over: it cannot be shown to fit."""
+    side = "real-time" if realtime else "batch"
+    total = result.plan.total()
+    figure: Decimal | None
+    if gate == BOUND:
+        if not result.output.is_upper_bound:
+            raise ValueError("the upper bound needs the worst-case output assumption (drop --output-tokens, --output-ratio)")
+        figure = total.realtime_cost if realtime else total.batch_cost
+        what = f"the worst-case {side} cost"
+    elif estimate is not None:
+        if estimate.total is None:
+            figure = None
+        else:
+            bounds = estimate.total.realtime_cost if realtime else estimate.total.batch_cost
+            figure = None if bounds is None else (bounds.estimate if gate == EXPECTED else bounds.high)
+        what = f"the expected {side} cost" if gate == EXPECTED else f"the high end of the 95% interval of the {side} cost"
+    elif gate == EXPECTED and not result.output.is_upper_bound:
+        figure = total.realtime_cost if realtime else total.batch_cost
+        what = f"the {side} cost at the assumed output ({result.output.describe()})"
+    else:
+        raise ValueError(f"the {gate} gate needs an expected output: a pilot file (calibrate)")
+    currency = result.currency
+    from batchplan.catalog.money import money
+
+    if figure is None:
+        return Gate(True, None, f"{what} is unknown (a model is unpriced or was not in the pilot), so it cannot be shown "
+                                f"to be within {amount} {currency}")
+    if figure > amount:
+        return Gate(True, figure, f"{what}, {money(figure)} {currency}, is over {amount} {currency} by {money(figure - amount)} {currency}")
+    return Gate(False, figure, f"{what}, {money(figure)} {currency}, is within {amount} {currency}")

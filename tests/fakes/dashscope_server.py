@@ -1196,6 +1196,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(resp)
                 return
 
+        chat = getattr(fake, "chat", None)  # real-time chat completions: tests/fakes/chat_completions.py
+        if chat is not None and method == "POST" and path == "/chat/completions":
+            fake._log(method, path, chat.serve(self, body))
+            return
         query = parse_qs(split.query, keep_blank_values=True)
         resp = fake._route(method, path, query, self.headers, body)
 
