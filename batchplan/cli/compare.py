@@ -22,13 +22,17 @@ from batchplan.cli._options import (
     refuse_overwrite,
     region_option,
 )
+from batchplan.jobs.calibrate import PilotCalibration, is_pilot
 from batchplan.planning import ImageAssumption, Planner
+from batchplan.planning.estimate import budget_gate
 from batchplan.planning.paths import plan_paths
 from batchplan.planning.planner import unique_paths
 from batchplan.planning.sampling import parse_sample
 from batchplan.reports.documents import PerRequestWriter, document, per_request_format
 from batchplan.reports.html import require_html, write_html
 from batchplan.reports.text import prices_table, table, warning_lines
+
+EXIT_OVER_BUDGET = 4  # --max-cost: the gate's figure is over the amount
 
 
 @click.command()
@@ -71,9 +75,17 @@ from batchplan.reports.text import prices_table, table, warning_lines
               help="Count on a Dask cluster: 'local' starts one on this machine (--workers processes), or give a "
                    "scheduler address like tcp://host:8786. Workers read the files from the same path as this "
                    "machine (a shared file system) and need batchplan installed. Needs pip install 'batchplan[cluster]'.")
+@click.option("--max-cost", type=AMOUNT, default=None, metavar="AMOUNT",
+              help="Budget gate for pipelines: exit 4 when the --gate figure of the batch cost (of the real-time cost "
+                   "with --realtime) is over AMOUNT, saying by how much.")
+@click.option("--gate", type=click.Choice(["bound", "expected", "high"]), default="bound", show_default=True,
+              help="The figure --max-cost checks: the upper bound (worst case), the expected cost, or the high end "
+                   "of its 95% interval (expected and high need --calibrate PILOT.jsonl; expected also takes --output-tokens/--output-ratio).")
+@click.option("--realtime", "gate_realtime", is_flag=True, help="--max-cost checks the real-time cost instead of the batch cost.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no warnings on stderr.")
 def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, calibrate_input, as_json, per_request, force,
-            workers, sample, seed, cache_mode, free_quota, rpm, tpm, window, html_path, image_size, cluster, quiet):
+            workers, sample, seed, cache_mode, free_quota, rpm, tpm, window, html_path, image_size, cluster, max_cost, gate,
+            gate_realtime, quiet):
     """Tokens and real-time vs batch cost of batch FILE(s).
 
     Counts every request's prompt tokens as DashScope bills them, assumes
@@ -93,9 +105,19 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
       0  every line is valid
       1  some lines are invalid (they are listed; the plan is still printed)
       2  usage error, unreadable or compressed input, or no requests at all
+      4  --max-cost: the --gate figure is over the amount (it says by how much)
     """
     paths = unique_paths(expand_paths(files))
     catalog = load_catalog_or_fail(prices_file)
+    pilot = None
+    if calibrate is not None and is_pilot(calibrate):  # a pilot: the rows stay the bound, the estimate goes beside them
+        if calibrate_input is not None or sample is not None or output_tokens is not None or output_ratio is not None:
+            raise click.UsageError("--calibrate PILOT.jsonl plans every line at its worst case and estimates beside it: "
+                                   "drop --calibrate-input, --sample, --output-tokens and --output-ratio")
+        pilot = PilotCalibration(calibrate, catalog, region)
+        calibrate = None
+    if (gate != "bound" or gate_realtime) and max_cost is None:
+        raise click.UsageError("--gate and --realtime go with --max-cost AMOUNT")
     assumption = output_assumption(output_tokens, output_ratio, calibrate, catalog, calibrate_input, paths)
     options = realtime_options(cache_mode, free_quota, rpm, tpm, window)
     if sample is not None:
@@ -120,9 +142,14 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
     with contextlib.ExitStack() as stack:
         writer = stack.enter_context(PerRequestWriter(per_request)) if per_request else None
         bar = stack.enter_context(progress_bar(file_size(*paths), quiet, "planning"))
+        on_request = writer.write if writer else None
+        if pilot is not None:
+            on_request = pilot.add if writer is None else (lambda r: (writer.write(r), pilot.add(r)))
         result = plan_paths(paths, planner, sample=sample, seed=seed, cluster=cluster, workers=workers,
-                            realtime=options, catalog=catalog, on_request=writer.write if writer else None,
+                            realtime=options, catalog=catalog, on_request=on_request,
                             on_progress=bar.update)
+    if pilot is not None:
+        result.output_estimate = pilot.estimate(result)
     if html_path:
         write_html(result, html_path, catalog)
     if as_json:
@@ -134,6 +161,14 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
             click.echo(line, err=True)
     if result.plan.requests == 0:
         click.echo("batchplan: error: no valid requests in " + ", ".join(paths), err=True)
+    if max_cost is not None:
+        try:
+            verdict = budget_gate(result, getattr(result, "output_estimate", None), max_cost, gate, gate_realtime)
+        except ValueError as exc:
+            raise click.UsageError(f"--gate {gate}: {exc}") from None
+        click.echo(("batchplan: over budget: " if verdict.over else "within budget: ") + verdict.message, err=True)
+        if verdict.over:
+            sys.exit(EXIT_OVER_BUDGET)
     sys.exit(result.exit_code)
 
 

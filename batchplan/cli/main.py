@@ -51,6 +51,11 @@ for command in (compare.compare, compare.prices, files.validate, files.split, ba
     cli.add_command(command)
 
 
+from batchplan.cli import pilot  # noqa: E402 - batchplan pilot (issue 15)
+
+cli.add_command(pilot.pilot)
+
+
 def main() -> None:
     # Not click's standalone mode, which turns Ctrl-C into "Aborted!" and exit 1.
     try:

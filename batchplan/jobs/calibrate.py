@@ -310,3 +310,22 @@ def pilot_estimate(pilot: PilotSample, population, result, catalog: Catalog):
     from dataclasses import replace
 
     return replace(estimate, notes=tuple(notes))
+
+
+class PilotCalibration:
+    """``compare --calibrate PILOT.jsonl`` in three steps: read the pilot,
+    see every planned line (``add``, the planner's ``on_request``), then
+    ``estimate`` the job's output and cost."""
+
+    def __init__(self, path: str, catalog: Catalog, region: str):
+        from batchplan.planning.estimate import Population
+
+        self.catalog = catalog
+        self.sample = read_pilot(path)
+        self.population = Population(self.sample.design, catalog, region, {s.custom_id for s in self.sample.sampled})
+
+    def add(self, request) -> None:
+        self.population.add(request)
+
+    def estimate(self, result):
+        return pilot_estimate(self.sample, self.population, result, self.catalog)

@@ -117,6 +117,10 @@ def document(result: BatchPlan) -> dict[str, Any]:
     }
     if result.sample is not None:
         doc["sample"] = result.sample.document()
+    if getattr(result, "output_estimate", None) is not None:  # compare --calibrate PILOT.jsonl
+        from batchplan.reports import estimate
+
+        doc["output_estimate"] = estimate.document(result)
     if result.realtime is not None:
         doc["realtime"] = realtime_document(result.realtime)
     return doc

@@ -191,7 +191,17 @@ def render_html(result, catalog) -> str:
         line_ref=line_ref,
         files=result.files,
         saving_percent=saving_percent,
+        estimate=_estimate_html(result),
     )
+
+
+def _estimate_html(result):
+    """The pilot's estimate with its intervals (compare --calibrate PILOT.jsonl), or None."""
+    from markupsafe import Markup
+
+    from batchplan.reports import estimate
+
+    return Markup(estimate.html(result)) if getattr(result, "output_estimate", None) is not None else None
 
 
 def write_html(result, path: str, catalog=None) -> None:

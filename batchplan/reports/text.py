@@ -58,6 +58,11 @@ def table(result: BatchPlan) -> str:
         lines.append("Some costs are unknown: see the unpriced warning. Totals are unknown, never counted as zero.")
     if result.sample is not None:
         lines.append(result.sample.describe(cur))
+    if getattr(result, "output_estimate", None) is not None:  # compare --calibrate PILOT.jsonl
+        from batchplan.reports import estimate
+
+        lines.append("")
+        lines.extend(estimate.lines(result))
     if result.realtime is not None:
         lines.append("")
         lines.append(realtime_table(result.realtime))
