@@ -63,6 +63,7 @@ from batchplan.planning.realtime import RateLimit, rate_limit
 CHAT_URL = "/v1/chat/completions"
 DEFAULT_REQUESTS = 50
 FIRST_ROUND = 30  # requests of the first round with a target
+MAX_TOP_UPS = 3  # rounds after the first: the spread measured grows as long answers turn up
 MAX_REQUESTS = 1000  # at 1,000 even a CV of 1.5 gives about +-9%: more is a job, not a pilot
 MAX_SHARE = 0.10  # of the valid lines, beyond which a pilot costs a fair part of the job itself
 MIN_CAP = 20
@@ -517,6 +518,23 @@ def samples_from(sent: Sequence[Sent], d: Draw) -> list[est.Stratum]:
             for key, items in d.order.items()]
 
 
+def achieved(strata: list[est.Stratum]) -> float | None:
+    """The relative half-width of the 95% interval of the output total so far (None: not every stratum answered)."""
+    if any(s.n == 0 for s in strata):
+        return None
+    by_model: dict[str, list[est.Stratum]] = {}
+    for s in strata:
+        by_model.setdefault(s.model, []).append(s)
+    parts = []
+    for items in by_model.values():
+        method = est.choose_method(items)[0]
+        parts.extend((est.stratum_estimate(s, method), 1.0) for s in items)
+    interval = est.combine(parts)
+    if interval.estimate <= 0:
+        return None
+    return (interval.high - interval.low) / 2 / interval.estimate
+
+
 def plan_top_up(strata: list[est.Stratum], target: float, cap: int) -> tuple[int, dict[tuple, int], str]:
     """How many requests in all a target half-width needs, capped, and per stratum."""
     by_model: dict[str, list[est.Stratum]] = {}
@@ -584,15 +602,21 @@ def run_pilot(paths: Sequence[str], out: str, *, client: ChatClient, catalog: Ca
         with open(out, "wb") as handle:
             send(client, selected, d, handle, concurrency=concurrency, pacer=pacer, sleep=sleep,
                  on_result=on_result, clock=clock, result=result)
-            if target is not None:
-                wanted, counts, note = plan_top_up(samples_from(result.sent, d), target, cap)
+            for _ in range(MAX_TOP_UPS if target is not None else 0):
+                strata = samples_from(result.sent, d)
+                reached = achieved(strata)
+                if reached is not None and reached <= target:
+                    notify(f"reached +-{reached:.1%} at 95% on the output tokens with {result.ok:,} answers")
+                    break
+                wanted, counts, note = plan_top_up(strata, target, cap)
                 result.target = note
-                notify(note)
+                notify(note + (f" (+-{reached:.1%} so far)" if reached is not None else ""))
                 more = d.take(counts)
-                if more:
-                    guard(more)
-                    send(client, more, d, handle, concurrency=concurrency, pacer=pacer, sleep=sleep,
-                         on_result=on_result, clock=clock, result=result)
+                if not more:
+                    break
+                guard(more)
+                send(client, more, d, handle, concurrency=concurrency, pacer=pacer, sleep=sleep,
+                     on_result=on_result, clock=clock, result=result)
     except PilotInterrupted:
         status = "interrupted"
         raise

@@ -301,6 +301,10 @@ def neyman(strata: Sequence[Stratum], method: str | dict[str, str], wanted: int)
     for s in strata:
         share = wanted * weights[s.key] / total if total else wanted * s.lines / max(1, sum(t.lines for t in strata))
         out[s.key] = min(s.lines, max(s.n, round(share)))
+    # Rounding and "at least what it has" may overshoot: trim the largest additions.
+    while sum(out.values()) > max(wanted, sum(s.n for s in strata)):
+        key = max(strata, key=lambda s: out[s.key] - s.n).key
+        out[key] -= 1
     return out
 
 

@@ -154,10 +154,13 @@ class ChatCompletions:
         handler.send_header("Content-Type", "text/event-stream")
         handler.send_header("Transfer-Encoding", "chunked")
         handler.end_headers()
-        for event in events:
-            _write_chunk(handler, b"data: " + json.dumps(event).encode("utf-8") + b"\n\n")
-        _write_chunk(handler, b"data: [DONE]\n\n")
-        _write_chunk(handler, b"")
+        try:
+            for event in events:
+                _write_chunk(handler, b"data: " + json.dumps(event).encode("utf-8") + b"\n\n")
+            _write_chunk(handler, b"data: [DONE]\n\n")
+            _write_chunk(handler, b"")
+        except (BrokenPipeError, ConnectionResetError):
+            handler.close_connection = True  # the client stopped reading (it may, once it has [DONE])
         return 200
 
     @staticmethod

@@ -196,3 +196,14 @@ def test_compare_reads_the_pilot_and_flags_the_planted_prompt_mismatch(server, j
     total = estimate.total.output_tokens
     assert total.low <= truth <= total.high
     assert estimate.total.batch_cost.high < result.plan.total().batch_cost
+
+
+def test_target_tops_up_from_the_first_round_within_the_useful_limit(server, job, tmp_path):
+    notes = []
+    result = pilot(server, job, tmp_path / "p.jsonl", target=0.05, seed=9, concurrency=4, notify=notes.append)
+    assert len(result.guard) >= 2  # the first round and a top-up, each guarded
+    assert len(result.sent) == useful_limit(600) == 60
+    assert "capped at 60" in result.target and any("needs about" in n for n in notes)
+    assert len({s.candidate.custom_id for s in result.sent}) == 60  # a top-up never sends a request twice
+    loose = pilot(server, job, tmp_path / "q.jsonl", target=0.9, seed=9, notify=notes.append)
+    assert len(loose.sent) == 30 and any(n.startswith("reached") for n in notes)  # the first round was enough
