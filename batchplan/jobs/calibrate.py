@@ -309,7 +309,20 @@ def pilot_estimate(pilot: PilotSample, population, result, catalog: Catalog):
         notes.append(f"{pilot.failed} pilot request(s) got no answer; they are left out (taken as missing at random)")
     from dataclasses import replace
 
-    return replace(estimate, notes=tuple(notes))
+    total = estimate.total
+    if total is not None and population.exact_lines:
+        # Requests that generate nothing (embeddings) are in the total at their exact cost.
+        exact = population.exact_realtime_cost
+
+        def plus(b, factor):
+            if b is None or exact is None:
+                return None
+            return replace(b, estimate=b.estimate + exact * factor, low=b.low + exact * factor, high=b.high + exact * factor)
+
+        total = replace(total, lines=total.lines + population.exact_lines, realtime_cost=plus(total.realtime_cost, 1),
+                        batch_cost=plus(total.batch_cost, result.batch_price_factor))
+        notes.append(f"{population.exact_lines:,} request(s) generate no output (embeddings): in the total at their exact cost")
+    return replace(estimate, total=total, notes=tuple(notes))
 
 
 class PilotCalibration:

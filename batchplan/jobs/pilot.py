@@ -143,7 +143,8 @@ def candidates(paths: Sequence[str], catalog: Catalog, region: str, workers: int
     rows: list[Candidate] = []
 
     def keep(r: PlannedRequest) -> None:
-        if r.error is None and r.custom_id is not None and r.model is not None:
+        # Embedding requests generate nothing: their cost is exact, nothing to pilot.
+        if r.error is None and r.custom_id is not None and r.model is not None and r.output_tokens != 0:
             rows.append(Candidate(r.file or "", r.line, r.custom_id, r.model, r.thinking, r.tier or "-",
                                   r.input_tokens or 0, r.realtime_cost))
 

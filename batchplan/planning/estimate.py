@@ -664,10 +664,17 @@ class Population:
         self.strata: dict[tuple, PopulationStratum] = {}
         self.wanted = set(wanted)  # the pilot's custom_ids
         self.found: set[str] = set()
+        self.exact_lines = 0  # requests with no output (embeddings)
+        self.exact_realtime_cost: Decimal | None = Decimal(0)
 
     def add(self, r) -> None:
         """Add one planned request (aggregate.PlannedRequest)."""
         if r.error is not None or r.model is None:
+            return
+        if r.output_tokens == 0:  # an embedding: nothing generated, its cost is exact
+            self.exact_lines += 1
+            self.exact_realtime_cost = None if self.exact_realtime_cost is None or r.realtime_cost is None \
+                else self.exact_realtime_cost + r.realtime_cost
             return
         group = (r.model, r.thinking, r.tier or "-")
         x = r.input_tokens or 0

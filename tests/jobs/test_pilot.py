@@ -207,3 +207,28 @@ def test_target_tops_up_from_the_first_round_within_the_useful_limit(server, job
     assert len({s.candidate.custom_id for s in result.sent}) == 60  # a top-up never sends a request twice
     loose = pilot(server, job, tmp_path / "q.jsonl", target=0.9, seed=9, notify=notes.append)
     assert len(loose.sent) == 30 and any(n.startswith("reached") for n in notes)  # the first round was enough
+
+
+def test_embeddings_are_not_piloted_and_count_at_their_exact_cost(server, tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    with open(path, "w", encoding="utf-8") as handle:
+        for i in range(300):
+            if i % 4 == 0:
+                doc = {"custom_id": f"e{i}", "method": "POST", "url": "/v1/embeddings",
+                       "body": {"model": "text-embedding-v4", "input": f"text number {i}"}}
+            else:
+                doc = {"custom_id": f"c{i}", "method": "POST", "url": "/v1/chat/completions",
+                       "body": {"model": "qwen-plus", "max_tokens": 800, "messages": [{"role": "user", "content": f"hi {i}"}]}}
+            handle.write(json.dumps(doc) + "\n")
+    out = tmp_path / "p.jsonl"
+    result = pilot(server, str(path), out, requests=20, seed=1)
+    assert all(s.candidate.custom_id.startswith("c") for s in result.sent)
+    sample = cal.read_pilot(str(out))
+    catalog = default_catalog()
+    population = est.Population(sample.design, catalog, "intl", {s.custom_id for s in sample.sampled})
+    plan = plan_files([str(path)], planner=Planner(catalog, "intl"), workers=1, on_request=population.add)
+    estimate = cal.pilot_estimate(sample, population, plan, catalog)
+    embeddings = next(row for (model, _, _), row in plan.plan.rows.items() if model == "text-embedding-v4")
+    chat = estimate.models["qwen-plus"]
+    assert estimate.total.realtime_cost.estimate == chat.realtime_cost.estimate + embeddings.realtime_cost
+    assert estimate.total.lines == 300
