@@ -403,7 +403,7 @@ def _output_line(c: Candidate, stratum: tuple, d: Draw, answer: dict | None, err
 
 
 def send_one(client: ChatClient, c: Candidate, body: dict, pacer: Pacer, gate: Gate, stop: threading.Event,
-             rng: random.Random, sleep: Callable[[float], None]) -> tuple[dict | None, BatchAPIError | None, int, int]:
+             rng: random.Random, sleep: Callable[[float], None] | None) -> tuple[dict | None, BatchAPIError | None, int, int]:
     """(answer, last error, attempts, 429s) of one request, retried as the module says."""
     attempts = throttled = failed = 0
     while not stop.is_set():
@@ -435,12 +435,15 @@ def send_one(client: ChatClient, c: Candidate, body: dict, pacer: Pacer, gate: G
             return None, error, attempts, throttled
         with gate._cond:  # the jitter's generator is shared by the threads
             jitter = 0.5 + rng.random() / 2
-        sleep(delay * jitter)
+        if sleep is None:
+            stop.wait(delay * jitter)  # Ctrl-C ends the wait at once
+        else:
+            sleep(delay * jitter)
     return None, None, attempts, throttled
 
 
 def send(client: ChatClient, selected: Sequence[Candidate], d: Draw, out_handle, *, concurrency: int = 4,
-         pacer: Pacer, sleep: Callable[[float], None] = time.sleep, on_result: Callable[[Sent], None] | None = None,
+         pacer: Pacer, sleep: Callable[[float], None] | None = None, on_result: Callable[[Sent], None] | None = None,
          clock: Callable[[], float] = time.monotonic, result: PilotResult) -> None:
     """Send ``selected`` (in a random order, so that any part of it is a
     random sample too), write each output line as it comes back. A
@@ -558,7 +561,7 @@ def run_pilot(paths: Sequence[str], out: str, *, client: ChatClient, catalog: Ca
               requests: int | None = None, target: float | None = None, max_cost: Decimal | None = None,
               confirm: Callable[[str], bool] = lambda text: False, seed: int = 0, concurrency: int = 4,
               rpm: int | None = None, tpm: int | None = None, ledger=None, base_url: str = "",
-              sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+              sleep: Callable[[float], None] | None = None, clock: Callable[[], float] = time.monotonic,
               on_result: Callable[[Sent], None] | None = None, notify: Callable[[str], None] = lambda text: None,
               workers: int | None = None) -> PilotResult:
     """The whole pilot: draw, guard, send, record (the module's docstring).
@@ -579,15 +582,24 @@ def run_pilot(paths: Sequence[str], out: str, *, client: ChatClient, catalog: Ca
     first = requests if requests is not None else (min(FIRST_ROUND, cap) if target is not None else min(DEFAULT_REQUESTS, cap))
     d = draw(rows, seed, first)
     limits = {m: (rate_limit(catalog, m, rpm, tpm) or FALLBACK_LIMIT) for m in {c.model for c in rows}}
-    pacer = Pacer(limits, clock, sleep)
+    pacer = Pacer(limits, clock, sleep or time.sleep)
     result = PilotResult(out)
     currency = plan.currency
 
+    spent: list[Decimal | None] = []  # worst-case cost of each round sent
+
     def guard(selected: list[Candidate]) -> None:
-        text = check_budget(worst_cost(selected), max_cost, currency, len(selected))
+        # The budget holds for the whole pilot: earlier rounds count against it.
+        cost = worst_cost(selected)
+        before = None if any(c is None for c in spent) else sum(spent, Decimal(0))
+        whole = None if cost is None or before is None else cost + before
+        text = check_budget(whole, max_cost, currency, len(selected) + sum(1 for _ in result.sent))
+        if spent:
+            text = f"top-up of {len(selected)}: " + text + " in all"
         result.guard.append(text)
         if not confirm(text):
             raise GuardError("not confirmed; nothing sent", hint="yes")
+        spent.append(cost)
 
     selected = d.take(first_counts(d, first))
     guard(selected)  # before the file is opened or the ledger written

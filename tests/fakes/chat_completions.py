@@ -61,6 +61,10 @@ class ChatCompletions:
         self.on_request = on_request  # called (in the server's thread) before each answer
         self.served: list[tuple[dict, dict]] = []
         self._lock = threading.Lock()
+        # The next this-many streams end with an error event after their first chunk
+        # (HTTP 200 already sent), as DashScope streams can (pilot facts 2.3).
+        self.break_streams = 0
+        self.break_code = "limit_burst_rate"
 
     def attach(self, server) -> "ChatCompletions":
         server.chat = self
@@ -154,6 +158,14 @@ class ChatCompletions:
         handler.send_header("Content-Type", "text/event-stream")
         handler.send_header("Transfer-Encoding", "chunked")
         handler.end_headers()
+        with self._lock:
+            broken = self.break_streams > 0
+            self.break_streams -= broken
+            if broken:
+                self.served.pop()
+        if broken:
+            events = events[:1] + [{"error": {"message": "Request rate increased too quickly.", "type": self.break_code,
+                                              "param": None, "code": self.break_code}}]
         try:
             for event in events:
                 _write_chunk(handler, b"data: " + json.dumps(event).encode("utf-8") + b"\n\n")

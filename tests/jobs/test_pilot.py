@@ -232,3 +232,26 @@ def test_embeddings_are_not_piloted_and_count_at_their_exact_cost(server, tmp_pa
     chat = estimate.models["qwen-plus"]
     assert estimate.total.realtime_cost.estimate == chat.realtime_cost.estimate + embeddings.realtime_cost
     assert estimate.total.lines == 300
+
+
+def test_an_error_event_inside_a_stream_is_backed_off_and_retried(server, job, tmp_path):
+    server.chat.break_streams = 2
+    result = pilot(server, job, tmp_path / "p.jsonl", requests=10, seed=12, concurrency=1)
+    assert server.chat.break_streams == 0
+    assert result.ok == 10 and result.throttled == 2
+
+
+def test_the_budget_holds_for_the_whole_pilot_not_each_round(server, job, tmp_path):
+    catalog = default_catalog()
+    first = pilot(server, job, tmp_path / "a.jsonl", target=0.05, seed=9)
+    whole = first.guard[-1]
+    assert whole.startswith("top-up of") and whole.endswith("in all")
+    # a budget the first round fits but the whole pilot does not: the top-up is refused, the first round kept
+    from batchplan.jobs.pilot import candidates, draw, first_counts, worst_cost
+
+    _, rows = candidates([job], catalog, "intl", 1)
+    d = draw(rows, 9, 30)
+    budget = worst_cost(d.take(first_counts(d, 30))) * Decimal("1.01")
+    with pytest.raises(GuardError, match="over the budget"):
+        pilot(server, job, tmp_path / "b.jsonl", target=0.05, seed=9, max_cost=budget)
+    assert len(lines(tmp_path / "b.jsonl")) == 30
