@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from batchplan.catalog.catalog import DEFAULT_REGION, Catalog, default_catalog
+from batchplan.errors import InputError
 from batchplan.planning.aggregate import Plan, PlannedRequest
 from batchplan.planning.output import OutputAssumption
 from batchplan.planning.reading import open_input, read_blocks
@@ -328,11 +329,12 @@ def batch_metadata(name: str | None, description: str | None) -> dict[str, str] 
     meta = {}
     if name:
         if len(name) > MAX_NAME_CHARS:
-            raise ValueError(f"--name is {len(name)} characters; the service takes at most {MAX_NAME_CHARS}")
+            raise InputError(f"the name is {len(name)} characters; the service takes at most {MAX_NAME_CHARS}",
+                             hint="name")
         meta["ds_name"] = name
     if description:
         if len(description) > MAX_DESCRIPTION_CHARS:
-            raise ValueError(
-                f"--description is {len(description)} characters; the service takes at most {MAX_DESCRIPTION_CHARS}")
+            raise InputError(f"the description is {len(description)} characters; the service takes at most "
+                             f"{MAX_DESCRIPTION_CHARS}", hint="description")
         meta["ds_description"] = description
     return meta or None
