@@ -513,3 +513,24 @@ def _translation(body: dict[str, Any]) -> list[str | None]:
         pieces += [SPECIAL] * MT_OPTIONS_TOKENS
         pieces += [text for text in extras if text]
     return pieces
+
+
+def request_warnings(body: dict[str, Any], template: str | None) -> list[tuple[str, str]]:
+    """(warning kind, detail) for what a request's rendering cannot settle:
+    translation options counted by a fit, media the Batch API cannot fetch.
+    Kinds are planning.aggregate's (named here as strings, to keep this
+    module below it)."""
+    found = []
+    if family_of(template).translation and translation_extras(body):
+        found.append(("approximate_count", "translation_options terms/tm_list/domains: their prompt is fitted to one "
+                                           "recorded request (docs/counting.md)"))
+    if type(body.get("messages")) is list and any(type(m) is dict and type(m.get("content")) is list
+                                                  for m in body["messages"]):
+        from batchplan.planning.validate import media_urls, non_public_media_url
+
+        for url in media_urls(body):
+            why = non_public_media_url(url)
+            if why:
+                shown = url if len(url) <= 80 else url[:77] + "..."
+                found.append(("media_url_not_public", f"{shown}: {why}"))
+    return found

@@ -126,6 +126,18 @@ def test_empty_file_exit_2(run, write_batch):
     assert result.exit_code == 2 and "no valid requests" in result.stderr
 
 
+@pytest.mark.parametrize("content", ["", "\n", "\n   \n\t\n"], ids=["empty", "one blank line", "blank lines"])
+@pytest.mark.parametrize("extra", [[], ["--json"]], ids=["text", "json"])
+def test_empty_input_prints_only_the_one_line_error(run, tmp_path, content, extra):
+    """No table of zeros and "unknown" before the error (issue 13, item 8)."""
+    path = tmp_path / "empty.jsonl"
+    path.write_text(content)
+    result = run("compare", *extra, path)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.strip().count("\n") == 0 and "no valid requests" in result.stderr and str(path) in result.stderr
+
+
 def test_warnings(run, write_batch):
     long_text = " hello" * 31_000  # over qwen-max's 30,720 max input
     path = write_batch([
