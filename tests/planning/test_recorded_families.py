@@ -92,6 +92,22 @@ def test_qwen36_plus_is_billed_in_its_own_template_and_vocabulary():
     assert count_prompt_tokens(second["body"], images=size) - count_prompt_tokens(first["body"], images=size) == 84
 
 
+def test_qwen_vl_plus_images_at_28_pixels_with_and_without_high_resolution():
+    """The two qwen-vl-plus records (Nov 2024) of one image: 1283 and 3613
+    input tokens, the image 1247 and 3577 of them, with
+    vl_high_resolution_images. At about 2048x1365 (the size all three grids of
+    that URL fit), 28 pixels a token gives both exactly (a 29 x 43 grid at the
+    1280 cap, 49 x 73 uncapped); 32 pixels would give 2752 for the second,
+    far too low. So the alias is counted at 28; dated snapshots from the
+    documented dates on at 32."""
+    found = json.loads((FIXTURES / "qwen_vl_plus_image_records.json").read_text("utf-8"))["cases"]
+    size = ImageAssumption(size=(2048, 1365))
+    for record in found:
+        assert count_prompt_tokens(record["body"], images=size) == record["reported_input_tokens"]
+    rule = default_catalog().model("qwen-vl-plus").vision
+    assert (rule.for_model("qwen-vl-plus").patch, rule.for_model("qwen-vl-plus-2025-08-15").patch) == (28, 32)
+
+
 def test_qwen_mt_bills_the_translation_prompt_and_its_options(counter):
     """qwen-mt-plus: 38 tokens of translation prompt beyond ChatML with only
     the two languages (the API reference's example), and terms, tm_list and
