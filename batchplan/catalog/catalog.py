@@ -78,8 +78,8 @@ class RegionPrice:
         return tuple(self._make_label(tier) for tier in self.tiers)
 
     def _make_label(self, tier: Tier) -> str:
-        if len(self.tiers) == 1:
-            return "flat"
+        if len(self.tiers) == 1 and tier.max_input_tokens is None:
+            return "flat"  # one bounded tier keeps its bound: longer requests are unpriced
         if tier.max_input_tokens is not None:
             return f"<={_k(tier.max_input_tokens)}"
         return f">{_k(self.tiers[tier.index - 1].max_input_tokens)}"
