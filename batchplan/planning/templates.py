@@ -14,7 +14,15 @@ Rules (checked against recorded DashScope responses; see docs/counting.md):
   template token for token (tests/planning/test_qwen3_template.py renders the real
   template with jinja2 and compares), including its ``<think>`` handling of
   assistant turns after the last user query; the generation prompt gets no
-  empty think block (DashScope does not bill one; see docs/counting.md).
+  empty think block (DashScope does not bill one for qwen-plus or qwen-flash;
+  see docs/counting.md).
+- Each model is counted by a family (``FAMILIES``, named by the catalog's
+  ``template``): which tool template, whether the Qwen3 tokenizer's tags are
+  one token each, whether a non-thinking turn bills the empty think block
+  (qwen-turbo), whether images get ``Picture N: ``, and which vocabulary.
+  Qwen3.5/3.6 have their own template (``_render_qwen35``), Qwen-MT a
+  translation prompt (``_translation``). Each rule cites its records in
+  docs/counting.md.
 - An image part is ``Picture N: <|vision_start|>`` + its grid tokens +
   ``<|vision_end|>`` in place (Qwen2-VL's template with add_vision_id; the
   recorded qwen-vl-plus responses bill exactly that): the two marks are
