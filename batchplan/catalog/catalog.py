@@ -25,6 +25,12 @@ DEFAULT_REGION = "intl"
 _SNAPSHOT = re.compile(r"^(?P<base>.+?)-(\d{4}-\d{2}-\d{2}|\d{4})$")
 
 
+# The counting families a model's ``template`` may name (planning.templates.FAMILIES
+# has one entry each; docs/counting.md has the table).
+TEMPLATES = ("qwen2.5", "qwen3", "qwen3-tags", "qwen3-hybrid", "qwen3-vl", "qwen3.5", "qwen-mt")
+_DATED = re.compile(r"-(\d{4}-\d{2}-\d{2})$")
+
+
 def snapshot_base(name: str) -> str | None:
     """The base of a dated snapshot name (qwen-max-2025-01-25 -> qwen-max), else None."""
     snap = _SNAPSHOT.match(name)
@@ -72,8 +78,8 @@ class RegionPrice:
         return tuple(self._make_label(tier) for tier in self.tiers)
 
     def _make_label(self, tier: Tier) -> str:
-        if len(self.tiers) == 1:
-            return "flat"
+        if len(self.tiers) == 1 and tier.max_input_tokens is None:
+            return "flat"  # one bounded tier keeps its bound: longer requests are unpriced
         if tier.max_input_tokens is not None:
             return f"<={_k(tier.max_input_tokens)}"
         return f">{_k(self.tiers[tier.index - 1].max_input_tokens)}"
@@ -117,12 +123,23 @@ class Limits:
 class Model:
     name: str
     kind: str  # chat | embedding | test
-    template: str | None  # tool-rendering family: qwen2.5 | qwen3
+    template: str | None  # counting family, one of TEMPLATES
     thinks_by_default: bool
     limits: Limits
     prices: dict[str, RegionPrice]  # region -> price
     vision: Any = None  # catalog.vision.VisionRule for models that take images, else None
     count_note: str | None = None  # why its prompt tokens are only approximate here (catalog data)
+    # (before, template): dated snapshots before this date are counted by that family
+    older_template: tuple[str, str] | None = None
+
+    def template_for(self, name: str) -> str | None:
+        """The counting family of ``name``, a name of this model (a dated
+        snapshot before ``older_template``'s date has its own)."""
+        if self.older_template is not None:
+            dated = _DATED.search(name)
+            if dated and dated.group(1) < self.older_template[0]:
+                return self.older_template[1]
+        return self.template
 
     def price(self, region: str) -> RegionPrice | None:
         return self.prices.get(region)
@@ -147,6 +164,11 @@ class BatchLimits:
     test_max_file_bytes: int
     urls: tuple[str, ...]
     batch_price_factor: Decimal
+    # The newest Batch API page's smaller line limit: lines above it are warned
+    # about (lines above max_line_bytes are refused). None: no such warning.
+    warn_line_bytes: int | None = None
+    max_custom_id_chars: int | None = None
+    line_sources: tuple[str, str] = ("", "")  # where warn_line_bytes and max_line_bytes come from
 
 
 class Catalog:
@@ -175,6 +197,10 @@ class Catalog:
                 test_max_file_bytes=int(bl["test_max_file_bytes"]),
                 urls=tuple(bl["urls"]),
                 batch_price_factor=Decimal(str(bl["batch_price_factor"])),
+                warn_line_bytes=int(bl["warn_line_bytes"]) if bl.get("warn_line_bytes") is not None else None,
+                max_custom_id_chars=int(bl["max_custom_id_chars"]) if bl.get("max_custom_id_chars") is not None else None,
+                line_sources=(str((bl.get("line_sources") or {}).get("warn_line_bytes", "")),
+                              str((bl.get("line_sources") or {}).get("max_line_bytes", ""))),
             )
             self.models: dict[str, Model] = {}
             self._aliases: dict[str, str] = {}
@@ -206,9 +232,15 @@ class Catalog:
         """Which chat template renders ``tools`` for this model."""
         model = self.model(name)
         if model is not None and model.template:
-            return model.template
+            return model.template_for(name)
         # Families by name, for models the catalog does not list.
-        if name.startswith(("qwen2.5", "qwen-max", "qwq", "qwen-vl")):
+        if name.startswith(("qwen3.5", "qwen3.6", "qwen3.7", "qwen3.8")):
+            return "qwen3.5"
+        if name.startswith("qwen3-vl"):
+            return "qwen3-vl"
+        if name.startswith("qwen-mt"):
+            return "qwen-mt"
+        if name.startswith(("qwen2.5", "qwen-max", "qwq", "qwen-vl", "qvq")):
             return "qwen2.5"
         return "qwen3"
 
@@ -247,10 +279,21 @@ def _model(name: str, m: dict[str, Any], regions: dict[str, Region]) -> Model:
             source=p.get("source", ""),
             as_of=p.get("as_of", ""),
         )
+    template = m.get("template")
+    if template is not None and template not in TEMPLATES:
+        raise ValueError(f"model {name}: template {template!r} is not one of {', '.join(TEMPLATES)}")
+    older = m.get("older_snapshots")
+    older_template = None
+    if older is not None:
+        if not isinstance(older, dict) or older.get("template") not in TEMPLATES or not (
+                isinstance(older.get("before"), str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", older["before"])):
+            raise ValueError(f"model {name}: older_snapshots must be {{\"before\": DATE, \"template\": one of {', '.join(TEMPLATES)}}}")
+        older_template = (older["before"], older["template"])
     return Model(
         name=name,
         kind=m.get("kind", "chat"),
-        template=m.get("template"),
+        template=template,
+        older_template=older_template,
         thinks_by_default=bool(m.get("thinks_by_default", False)),
         limits=limits,
         prices=prices,
@@ -278,6 +321,14 @@ def _vision(name: str, v: Any):
     before = older.get("before")
     if before is not None and not (isinstance(before, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", before)):
         raise ValueError(f"model {name}: vision.older_snapshots.before must be a date like 2025-08-13")
+    newer = v.get("newer_snapshots") or {}
+    if not isinstance(newer, dict):
+        raise ValueError(f"model {name}: vision.newer_snapshots must be an object")
+    since, newer_patch = newer.get("since"), newer.get("patch")
+    if since is not None and not (isinstance(since, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", since)):
+        raise ValueError(f"model {name}: vision.newer_snapshots.since must be a date like 2025-08-13")
+    if newer_patch is not None and (type(newer_patch) is not int or newer_patch < 1):
+        raise ValueError(f"model {name}: vision.newer_snapshots.patch must be a positive integer")
     return VisionRule(
         patch=v.get("patch", 28),
         min_tokens=v.get("min_tokens", 4),
@@ -285,6 +336,8 @@ def _vision(name: str, v: Any):
         max_tokens_high_resolution=v.get("max_tokens_high_resolution", 16384),
         older_before=older.get("before"),
         older_patch=older.get("patch"),
+        newer_since=since,
+        newer_patch=newer_patch,
     )
 
 

@@ -133,6 +133,7 @@ def submit(file, region, base_url, request_timeout, max_retries, window, name, d
     """
     import tempfile
 
+    from batchplan.errors import InputError
     from batchplan.jobs.guard import BUSY, batch_cost_text, check_budget, decide, read_history
     from batchplan.jobs.rules import batch_metadata, parse_window
     from batchplan.reports import batches as text
@@ -144,8 +145,8 @@ def submit(file, region, base_url, request_timeout, max_retries, window, name, d
         raise click.BadParameter(str(exc), param_hint="--window") from None
     try:
         metadata = batch_metadata(name, description)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    except InputError as exc:
+        raise click.BadParameter(str(exc), param_hint=f"--{exc.hint}") from None
     price_region = region or "intl"
     # The key is checked before the (possibly long) planning, not in a dry run.
     conn = _resolve(price_region, base_url, require_key=not dry_run)
@@ -172,9 +173,9 @@ def submit(file, region, base_url, request_timeout, max_retries, window, name, d
         cost_text = batch_cost_text(submitted.plan)
         verdict = check_budget(submitted.plan, max_cost)
         if not verdict.ok:
-            raise Fail(verdict.message, EXIT_INVALID_LINES)
-        if verdict.message:
-            click.echo(verdict.message)
+            raise Fail(verdict.describe("--max-cost"), EXIT_INVALID_LINES)
+        if verdict.kind is not None:
+            click.echo(verdict.describe("--max-cost"))
 
         from batchplan.jobs.ledger import estimate_of, sha256_file
 

@@ -148,6 +148,10 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
         result = plan_paths(paths, planner, sample=sample, seed=seed, cluster=cluster, workers=workers,
                             realtime=options, catalog=catalog, on_request=on_request,
                             on_progress=bar.update)
+    if result.plan.lines == 0:
+        # Empty or only blank lines: nothing to tabulate, only the error.
+        click.echo("batchplan: error: no valid requests in " + ", ".join(paths) + " (empty, or only blank lines)", err=True)
+        sys.exit(result.exit_code)
     if pilot is not None:
         result.output_estimate = pilot.estimate(result)
     if html_path:

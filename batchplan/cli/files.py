@@ -100,10 +100,18 @@ def validate(file, region, prices_file, as_json, quiet):
       unknown_model        a model neither the catalog nor region knows
 
     \b
+    Warnings (on stderr as FILE:LINE: warning: RULE: MESSAGE; they do not
+    make the file invalid):
+      line_over_newest_limit  line over 1 MB: the newest Batch API page's
+                              limit, where the English page says 6 MB
+      media_url_not_public    a media part at a local, private or file:
+                              URL: accepted, but never completes
+
+    \b
     --json prints {"schema": "batchplan.validate/1", "path", "region",
     "ok", "requests", "bytes", "model", "url", "thinking",
     "violations": [{"line", "rule", "message"}],
-    "violation_counts": {RULE: N}}. Up to 1,000 violations per rule are
+    "violation_counts": {RULE: N}, "warnings": [...], "warning_counts"}. Up to 1,000 violations per rule are
     listed; the counts are exact.
 
     \b
@@ -128,6 +136,11 @@ def validate(file, region, prices_file, as_json, quiet):
             click.echo(at_line(result.path, v.line, reason) if v.line is not None else f"{result.path}: {reason}")
         if total > SHOW_VIOLATIONS:
             click.echo(f"... and {total - min(SHOW_VIOLATIONS, len(result.violations)):,} more")
+        for v in result.warnings[:SHOW_VIOLATIONS]:  # allowed by the rules, but the service may not take it
+            click.echo(at_line(result.path, v.line, f"warning: {v.rule}: {v.message}"), err=True)
+        warned = sum(result.warning_counts.values())
+        if warned > SHOW_VIOLATIONS:
+            click.echo(f"... and {warned - min(SHOW_VIOLATIONS, len(result.warnings)):,} more warnings", err=True)
         if not quiet:
             click.echo(_summary(result, total))
     sys.exit(EXIT_OK if result.ok else EXIT_INVALID_LINES)
@@ -147,6 +160,8 @@ def validate_document(result) -> dict:
         "thinking": result.thinking,
         "violations": [{"line": v.line, "rule": v.rule, "message": v.message} for v in result.violations],
         "violation_counts": dict(sorted(result.violation_counts.items())),
+        "warnings": [{"line": v.line, "rule": v.rule, "message": v.message} for v in result.warnings],
+        "warning_counts": dict(sorted(result.warning_counts.items())),
     }
 
 

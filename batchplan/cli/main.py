@@ -19,6 +19,18 @@ from batchplan.cli import batches, compare, files, reconcile
 from batchplan.cli._options import EXIT_USAGE, Fail, os_error_message
 from batchplan.errors import BatchplanError
 
+# How the CLI words a library error's hint (the setting that would change the outcome).
+HINTS = {
+    "force": "{message}; pass --force to overwrite it",
+    "cluster": "--cluster {message}",
+}
+
+
+def worded(exc: BatchplanError) -> str:
+    """A library error as the CLI says it: with its hint worded as a flag."""
+    template = HINTS.get(exc.hint or "")
+    return template.format(message=str(exc)) if template else str(exc)
+
 
 class Batchplan(click.Group):
     """The group, and the one boundary where a library failure becomes a
@@ -30,7 +42,7 @@ class Batchplan(click.Group):
         try:
             return super().invoke(ctx)
         except BatchplanError as exc:
-            raise Fail(str(exc), exc.exit_code) from None
+            raise Fail(worded(exc), exc.exit_code) from None
         except OSError as exc:
             raise Fail(os_error_message(exc), EXIT_USAGE) from None
 

@@ -37,10 +37,37 @@ def unpriced_models(result: BatchPlan) -> list[str]:
     return sorted({model for (model, _, _), row in result.plan.rows.items() if row.batch_cost is None})
 
 
+WITHIN, OVER, UNKNOWN = "within", "over", "unknown"
+
+
 @dataclass(frozen=True)
 class BudgetVerdict:
+    """The worst-case batch cost against a budget, as data; ``describe``
+    words it with the name the caller gives the budget (the CLI: its flag)."""
+
     ok: bool
-    message: str | None  # one line: why it was refused, or that it is within; None without a budget
+    kind: str | None = None  # within | over | unknown; None without a budget
+    budget: Decimal | None = None
+    cost_text: str = ""
+    region: str = ""
+    unpriced: tuple[str, ...] = ()
+
+    def describe(self, budget_name: str = "the budget") -> str | None:
+        """One line: why it was refused, or that it is within; None without a budget."""
+        if self.kind is None:
+            return None
+        limit = f"{budget_name} {self.budget}"
+        if self.kind == UNKNOWN:
+            return (f"the batch cost is unknown (no {self.region} price for {', '.join(self.unpriced)}), so {limit} "
+                    "cannot be checked; not submitted")
+        if self.kind == OVER:
+            return (f"the worst-case batch cost {self.cost_text} is over {limit}; not submitted "
+                    "(batchplan compare --output-tokens N shows an expected cost)")
+        return f"within budget: worst-case batch cost {self.cost_text} <= {limit}"
+
+    @property
+    def message(self) -> str | None:
+        return self.describe()
 
 
 def check_budget(result: BatchPlan, budget: Decimal | None) -> BudgetVerdict:
@@ -49,17 +76,12 @@ def check_budget(result: BatchPlan, budget: Decimal | None) -> BudgetVerdict:
     An unknown cost under a budget is refused: it cannot be shown to fit.
     """
     if budget is None:
-        return BudgetVerdict(True, None)
+        return BudgetVerdict(True)
     cost = result.plan.total().batch_cost
     if cost is None:
-        return BudgetVerdict(False, f"the batch cost is unknown (no {result.region} price for "
-                                    f"{', '.join(unpriced_models(result))}), so --max-cost {budget} cannot be "
-                                    "checked; not submitted")
-    cost_text = batch_cost_text(result)
-    if cost > budget:
-        return BudgetVerdict(False, f"the worst-case batch cost {cost_text} is over --max-cost {budget}; not "
-                                    "submitted (batchplan compare --output-tokens N shows an expected cost)")
-    return BudgetVerdict(True, f"within budget: worst-case batch cost {cost_text} <= --max-cost {budget}")
+        return BudgetVerdict(False, UNKNOWN, budget, region=result.region, unpriced=tuple(unpriced_models(result)))
+    kind = OVER if cost > budget else WITHIN
+    return BudgetVerdict(kind == WITHIN, kind, budget, batch_cost_text(result), result.region)
 
 
 # -- content submitted before --------------------------------------------------------

@@ -1,6 +1,6 @@
 """Reconcile: after a batch ran, compare what was planned with what was billed.
 
-The input file is planned with the usual pipeline (``plan.Planner``), keeping
+The input file is planned with the usual pipeline (``planning.Planner``), keeping
 only a few facts per request. The Batch output file (and error file) are then
 streamed and matched by ``custom_id`` -- output order is not input order. Each
 successful line is priced from its own ``usage`` at the batch price: the tier
@@ -10,19 +10,8 @@ are not billed.
 
 ``Reconciler`` is the pure core (facts in, figures out). ``reconcile()`` and
 ``write_retry_file()`` do the file I/O around it; result lines are read by
-``jobs.results``. ``document()`` renders the result as JSON-ready data
+``jobs.results`` (the line format is there). ``document()`` renders the result as JSON-ready data
 (schema ``batchplan.reconcile/1``, described in ``document``).
-
-Output line (recorded from the real service, 2026-04)::
-
-    {"id", "custom_id", "response": {"status_code": 200, "request_id",
-     "body": {..., "usage": {"completion_tokens", "prompt_tokens", "total_tokens"}, "model"}},
-     "error": null}
-
-A failed line has a non-null ``error`` with ``code``/``message``. The shape of
-an error-file line is UNCONFIRMED (the docs' own helper reads ``error_code``/
-``error_message``), so both are accepted, and so is a ``response.status_code``
-other than 200.
 """
 
 from __future__ import annotations

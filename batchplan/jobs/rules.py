@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from batchplan.catalog.catalog import DEFAULT_REGION, Catalog, default_catalog
+from batchplan.errors import InputError
 from batchplan.planning.aggregate import Plan, PlannedRequest
 from batchplan.planning.output import OutputAssumption
 from batchplan.planning.reading import open_input, read_blocks
@@ -51,11 +52,13 @@ OVER_MAX_INPUT = "over_max_input"
 OVER_MAX_OUTPUT = "over_max_output"
 MODEL_NOT_OFFERED = "model_not_offered"
 UNKNOWN_MODEL = "unknown_model"
+LINE_OVER_NEWEST_LIMIT = "line_over_newest_limit"  # a warning, not a violation
+MEDIA_URL_NOT_PUBLIC = "media_url_not_public"  # a warning, not a violation
 
 RULES = {
     TOO_MANY_REQUESTS: "more requests than a batch file may hold (50,000)",
     FILE_TOO_LARGE: "the file is larger than a batch file may be (500 MB)",
-    LINE_TOO_LARGE: "a line is larger than a batch line may be (6 MB)",
+    LINE_TOO_LARGE: "a line is larger than a batch line may be (6 MB; the newest page says 1 MB)",
     NO_REQUESTS: "the file holds no requests",
     INVALID_LINE: "a line is not a valid request (JSON, custom_id, method POST, url, body)",
     DUPLICATE_CUSTOM_ID: "a custom_id already used on an earlier line",
@@ -91,6 +94,10 @@ class FileCheck:
     violations: list[Violation]  # sorted by line, file-level first; at most KEEP_PER_RULE per rule
     plan: "BatchPlan"  # the compare plan of the same pass
     violation_counts: dict[str, int] = field(default_factory=dict)  # exact, per rule
+    # Not violations: what the documented rules allow but the service may not
+    # take (a line over the newest page's 1 MB), at most KEEP_PER_RULE per kind.
+    warnings: list[Violation] = field(default_factory=list)
+    warning_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -150,6 +157,7 @@ def check_file(
     limits = catalog.batch_limits
     name = os.fspath(path)
     found = _Collector()
+    warned = _Collector()  # what the service may refuse or never complete, but the documented rules allow
     plan = Plan()
     custom_ids: dict[str, int] = {}
     models: dict[str, _Seen] = {}
@@ -161,9 +169,10 @@ def check_file(
         for block in read_blocks(handle, name=name):
             for line in block.lines():
                 lines += 1
-                if len(line.raw) > limits.max_line_bytes:
-                    found.add(line.number, LINE_TOO_LARGE,
-                              f"line is {len(line.raw):,} bytes, over the {limits.max_line_bytes:,}-byte limit per line")
+                size_note = _line_size(limits, len(line.raw))
+                if size_note is not None:
+                    rule, message = size_note
+                    (found if rule == LINE_TOO_LARGE else warned).add(line.number, rule, message)
                 parsed = parse_line(line)
                 if isinstance(parsed, LineError):
                     found.add(line.number, INVALID_LINE, parsed.reason)
@@ -174,6 +183,8 @@ def check_file(
                     found.add(line.number, DUPLICATE_CUSTOM_ID,
                               f"custom_id {parsed.custom_id!r} is already used on line {first}")
                 planned = planner.plan_request(parsed, plan, name)
+                for url in _non_public_urls(parsed.body):
+                    warned.add(line.number, MEDIA_URL_NOT_PUBLIC, url)
                 plan.add(planned, parsed.url)
                 _note(models, parsed.model, line.number)
                 _note(urls, parsed.url, line.number)
@@ -221,7 +232,40 @@ def check_file(
         violations=violations,
         plan=planner.batch_plan({name: plan}),
         violation_counts=dict(found.counts),
+        warnings=sorted(warned.kept, key=lambda v: -1 if v.line is None else v.line),
+        warning_counts=dict(warned.counts),
     )
+
+
+def _line_size(limits, size: int) -> tuple[str, str] | None:
+    """The rule a line of ``size`` bytes breaks or is warned about. The newest
+    Batch API page says 1 MB a line where the English page says 6 MB: above
+    the larger limit the line is refused, between the two it is warned about;
+    both messages name the two sources (catalog batch_limits.line_sources)."""
+    newest, english = limits.line_sources
+    both = f"the newest Batch API page ({newest or 'warn_line_bytes'}) and the English page ({english or 'max_line_bytes'}) disagree"
+    if size > limits.max_line_bytes:
+        return LINE_TOO_LARGE, (f"line is {size:,} bytes, over the {limits.max_line_bytes:,}-byte limit per line; "
+                                f"{both}, and this is over both")
+    if limits.warn_line_bytes is not None and size > limits.warn_line_bytes:
+        return LINE_OVER_NEWEST_LIMIT, (f"line is {size:,} bytes, over {limits.warn_line_bytes:,}: {both}, so the "
+                                        f"service may refuse it")
+    return None
+
+
+def _non_public_urls(body: dict) -> list[str]:
+    """Messages for media parts the Batch API cannot fetch: it accepts such a
+    batch, and its requests never complete."""
+    from batchplan.planning.validate import media_urls, non_public_media_url
+
+    out = []
+    for url in media_urls(body):
+        why = non_public_media_url(url)
+        if why:
+            shown = url if len(url) <= 80 else url[:77] + "..."
+            out.append(f"media URL {shown} is {why}: the batch is accepted but this request never completes; "
+                       f"use a public URL or a data: URL")
+    return out
 
 
 def _only(values: dict):
@@ -328,11 +372,12 @@ def batch_metadata(name: str | None, description: str | None) -> dict[str, str] 
     meta = {}
     if name:
         if len(name) > MAX_NAME_CHARS:
-            raise ValueError(f"--name is {len(name)} characters; the service takes at most {MAX_NAME_CHARS}")
+            raise InputError(f"the name is {len(name)} characters; the service takes at most {MAX_NAME_CHARS}",
+                             hint="name")
         meta["ds_name"] = name
     if description:
         if len(description) > MAX_DESCRIPTION_CHARS:
-            raise ValueError(
-                f"--description is {len(description)} characters; the service takes at most {MAX_DESCRIPTION_CHARS}")
+            raise InputError(f"the description is {len(description)} characters; the service takes at most "
+                             f"{MAX_DESCRIPTION_CHARS}", hint="description")
         meta["ds_description"] = description
     return meta or None

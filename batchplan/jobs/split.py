@@ -229,7 +229,7 @@ def split_file(
         _prepare_folder(out)
         stale = _existing_outputs(out, stem, manifest_file)
         if stale and not force:
-            raise SplitError(f"{stale[0]}: already exists; pass --force to overwrite it")
+            raise SplitError(f"{stale[0]}: already exists", hint="force")
         old_parts = _parts_of_old_manifest(manifest_file, stem) if force else []
         reader = _HashingReader(handle)
         manifest = Manifest(manifest_file, os.path.abspath(source), "", 0, 0, max_lines, max_bytes)
@@ -246,7 +246,7 @@ def split_file(
             for part in group.parts:
                 final = os.path.join(out, f"{part.name}")
                 if os.path.exists(final) and not force:
-                    raise SplitError(f"{final}: already exists; pass --force to overwrite it")
+                    raise SplitError(f"{final}: already exists", hint="force")
         for group in groups:
             for part in group.parts:
                 final = os.path.join(out, part.name)

@@ -107,6 +107,7 @@ MEDIA_NOT_COUNTED = "media_not_counted"
 IMAGE_SIZE_ASSUMED = "image_size_assumed"
 IMAGE_UNREADABLE = "image_unreadable"
 APPROXIMATE_COUNT = "approximate_count"
+MEDIA_URL_NOT_PUBLIC = "media_url_not_public"
 WARNING_TEXT = {
     OVER_MAX_INPUT: "requests over the model's max input tokens",
     OVER_MAX_OUTPUT: "requests whose max_tokens is over the model's max output",
@@ -116,6 +117,7 @@ WARNING_TEXT = {
     IMAGE_SIZE_ASSUMED: "remote images (not fetched), counted at an assumed size",
     IMAGE_UNREADABLE: "data: images that could not be read (their tokens are not counted)",
     APPROXIMATE_COUNT: "requests to a model whose prompt tokens cannot be counted exactly here",
+    MEDIA_URL_NOT_PUBLIC: "media at a local, private or file: URL: the Batch API accepts such a batch but its requests never complete",
 }
 
 RowKey = tuple[str, str, bool]  # model, tier label, thinking

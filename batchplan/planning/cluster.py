@@ -144,7 +144,7 @@ def _import_distributed():
     try:
         import distributed
     except ImportError:
-        raise ClusterError("--cluster needs Dask: pip install 'batchplan[cluster]'") from None
+        raise ClusterError("needs Dask: pip install 'batchplan[cluster]'", hint="cluster") from None
     return distributed
 
 

@@ -26,7 +26,7 @@ from batchplan.planning.images import ImageAssumption, ImageCount, count_images
 from batchplan.planning.output import OutputAssumption, estimate_output_tokens, is_thinking
 from batchplan.planning.pricing import choose_tier, price_group, price_request
 from batchplan.planning.reading import BLOCK_BYTES, Block, InputError, Line, open_input, read_blocks
-from batchplan.planning.templates import has_images, media_parts, render
+from batchplan.planning.templates import has_images, media_parts, render, request_warnings
 from batchplan.planning.tokens import TokenCounter
 from batchplan.planning.validate import CHAT_URL, LineError, Request, parse_line, plain_chat_body
 
@@ -169,6 +169,8 @@ class Planner:
                 plan.warn(agg.THINKING_DEFAULT, line, model.name)
             if model.count_note:
                 plan.warn(agg.APPROXIMATE_COUNT, line, f"{model.name}: {model.count_note}")
+        for kind, detail in request_warnings(body, self.catalog.template_for(body["model"])):  # issue 13
+            plan.warn(kind, line, detail)
         if not request.is_embedding and media_parts(body):
             self._warn_media(plan, request, model)
 
@@ -305,7 +307,7 @@ class Planner:
                         thinking = facts.thinks_by_default
                 output_tokens = estimate_output_tokens(body, model, input_tokens, thinking, output, embedding)
                 label, tier, unpriced = choose_tier(model, name, region, input_tokens, output_tokens, thinking)
-                if unpriced is not None or facts.may_warn(body, thinking, input_tokens) or (not plain and not embedding and media_parts(body)):
+                if unpriced is not None or facts.may_warn(body, thinking, input_tokens) or (not plain and not embedding and (media_parts(body) or "translation_options" in body)):
                     request = Request(line.number, doc["custom_id"], url, body, len(line.raw)) if plain else item
                     self._warn(plan, request, model, thinking, input_tokens, unpriced)
                 key = (name, label or "-", thinking, url)

@@ -108,7 +108,10 @@ def rate_limit(catalog: Catalog, name: str, rpm: int | None = None, tpm: int | N
     raw = catalog.raw.get("rate_limits") or {}
     entry: dict[str, Any] | None = None
     where = "catalog"
-    if is_snapshot_or_latest(name) and raw.get("snapshot"):
+    # The snapshot figures only for a snapshot or -latest name whose base the
+    # catalog knows: an unknown name that merely ends like one (gpt-3.5-turbo-0125)
+    # has unknown limits, so an unknown duration.
+    if is_snapshot_or_latest(name) and raw.get("snapshot") and catalog.model(name) is not None:
         entry, where = raw["snapshot"], "catalog (snapshot/-latest)"
     else:
         model = catalog.model(name)

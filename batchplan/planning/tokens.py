@@ -77,6 +77,13 @@ def load_encoding(path: str | None = None):
     import tiktoken
 
     path = path or vocabulary_path()
+    ranks = read_ranks(path)
+    specials = {token: SPECIAL_START_ID + i for i, token in enumerate(SPECIAL_TOKENS)}
+    return tiktoken.Encoding("Qwen", pat_str=PAT_STR, mergeable_ranks=ranks, special_tokens=specials)
+
+
+def read_ranks(path: str) -> dict[bytes, int]:
+    """The mergeable ranks of a tiktoken vocabulary file."""
     try:
         with open(path, "rb") as handle:
             contents = handle.read()
@@ -89,11 +96,9 @@ def load_encoding(path: str | None = None):
     if len(fields) % 2:
         raise VocabularyError(f"{path}: not a tiktoken vocabulary (odd number of fields)")
     try:
-        ranks = dict(zip(map(binascii.a2b_base64, fields[0::2]), map(int, fields[1::2])))
+        return dict(zip(map(binascii.a2b_base64, fields[0::2]), map(int, fields[1::2])))
     except (binascii.Error, ValueError) as exc:
         raise VocabularyError(f"{path}: not a tiktoken vocabulary ({exc})") from None
-    specials = {token: SPECIAL_START_ID + i for i, token in enumerate(SPECIAL_TOKENS)}
-    return tiktoken.Encoding("Qwen", pat_str=PAT_STR, mergeable_ranks=ranks, special_tokens=specials)
 
 
 _SHARED_ENCODING = None
@@ -215,7 +220,19 @@ class TokenCounter:
             text = body["input"]
             texts = [text] if isinstance(text, str) else text
             return sum(self.count_text(t) for t in texts)
+        vocabulary = chat_templates.family_of(template).vocabulary
+        if vocabulary != "qwen":  # a family billed in another vocabulary (planning.vocabularies)
+            return self._counter_for(vocabulary).count_pieces(chat_templates.render(body, template))
         return self.count_pieces(chat_templates.render(body, template))
+
+    def _counter_for(self, vocabulary: str) -> "TokenCounter":
+        """A counter over another vocabulary, made once per counter."""
+        others = self.__dict__.setdefault("_others", {})
+        if vocabulary not in others:
+            from batchplan.planning.vocabularies import shared_encoding as other_encoding
+
+            others[vocabulary] = TokenCounter(other_encoding(vocabulary), cache=self._use_cache)
+        return others[vocabulary]
 
 
 _PROBE = "Hello, world! 你好，世界。 Ünïcödé  \n\n  1234 <|endoftext|> 😀"

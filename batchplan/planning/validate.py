@@ -6,6 +6,7 @@ file (one model per file, unique custom_id, size limits) live in ``jobs.rules``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,8 @@ EMBEDDINGS_URL = "/v1/embeddings"
 TEST_URL = "/v1/chat/ds-test"
 URLS = (CHAT_URL, EMBEDDINGS_URL, TEST_URL)
 ROLES = ("system", "user", "assistant", "tool", "function")
+# The newest Batch API page's limit on custom_id (catalog batch_limits.max_custom_id_chars).
+MAX_CUSTOM_ID_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,8 @@ def _check_envelope(doc: dict[str, Any]) -> str | None:
         return f"custom_id must be a string, not {_kind(custom_id)}"
     if not custom_id:
         return "custom_id is empty"
+    if len(custom_id) > MAX_CUSTOM_ID_CHARS:
+        return f"custom_id is {len(custom_id):,} characters; the Batch API takes at most {MAX_CUSTOM_ID_CHARS}"
     method = doc.get("method")
     if method is None:
         return "missing method"
@@ -203,10 +208,11 @@ def plain_chat_body(doc: Any) -> dict[str, Any] | None:
     if type(doc) is not dict:
         return None
     custom_id = doc.get("custom_id")
-    if type(custom_id) is not str or not custom_id or doc.get("method") != "POST" or doc.get("url") != CHAT_URL:
+    if (type(custom_id) is not str or not custom_id or len(custom_id) > MAX_CUSTOM_ID_CHARS
+            or doc.get("method") != "POST" or doc.get("url") != CHAT_URL):
         return None
     body = doc.get("body")
-    if type(body) is not dict or body.get("tools") is not None:
+    if type(body) is not dict or body.get("tools") is not None or "translation_options" in body:
         return None
     model = body.get("model")
     if type(model) is not str or not model:
@@ -229,3 +235,63 @@ def plain_chat_body(doc: Any) -> dict[str, Any] | None:
                 or type(message.get("content")) is not str or "tool_calls" in message or "partial" in message):
             return None
     return body
+
+
+# -- facts a line is warned about -----------------------------------------------
+
+# Hosts a batch worker cannot fetch: such a batch is accepted but its requests
+# never complete (the maintainers' report; the media must be on the public net).
+_LOCAL_HOSTS = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
+
+
+def non_public_media_url(url: str) -> str | None:
+    """Why a media part's URL is not public (a file: URL, a local or private
+    host), or None. ``data:`` URLs carry the media themselves and are fine;
+    ``oss://`` (DashScope's temporary storage) is taken as reachable."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    lowered = url.strip().lower()
+    if lowered.startswith("data:") or lowered.startswith("oss://"):
+        return None
+    if lowered.startswith("file:"):
+        return "a file: URL"
+    if "://" not in lowered:
+        # A path; anything else (base64 audio data, say) is not a location.
+        if lowered.startswith(("/", "./", "../", "~")) or re.match(r"^[a-z]:[\\/]", lowered):
+            return "a local path"
+        return None
+    try:
+        host = urlsplit(url.strip()).hostname or ""
+    except ValueError:
+        return "not a URL"
+    if not host:
+        return "a URL without a host"
+    if host in _LOCAL_HOSTS or host.endswith((".local", ".localhost", ".internal", ".lan")):
+        return f"a local host ({host})"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if address.is_private or address.is_loopback or address.is_link_local or address.is_unspecified or address.is_reserved:
+        return f"a private address ({host})"
+    return None
+
+
+def media_urls(body: dict[str, Any]):
+    """The URLs of a request's media parts (images, audio, video), where given as strings."""
+    for message in body.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            continue
+        for part in content:
+            if not isinstance(part, dict) or part.get("type", "text") == "text":
+                continue
+            for key in ("image_url", "image", "video_url", "video", "input_audio", "audio"):
+                value = part.get(key)
+                if isinstance(value, dict):
+                    value = value.get("url") or value.get("data")
+                values = value if isinstance(value, list) else [value]
+                for item in values:
+                    if isinstance(item, str) and item:
+                        yield item

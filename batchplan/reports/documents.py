@@ -260,6 +260,6 @@ def per_request_format(path: str) -> str:
         return "csv"
     if lower.endswith((".jsonl", ".ndjson")):
         return "jsonl"
-    raise ValueError(f"{path}: --per-request writes .jsonl or .csv, by the file's extension")
+    raise ValueError(f"{path}: per-request rows are written as .jsonl or .csv, by the file's extension")
 
 

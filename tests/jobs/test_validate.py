@@ -365,7 +365,7 @@ def test_cli_json_document(write_batch, run):
     assert result.exit_code == 1
     doc = json.loads(result.stdout)
     assert list(doc) == ["schema", "path", "region", "ok", "requests", "bytes", "model", "url", "thinking",
-                         "violations", "violation_counts"]
+                         "violations", "violation_counts", "warnings", "warning_counts"]
     assert doc["schema"] == "batchplan.validate/1"
     assert (doc["path"], doc["region"], doc["ok"], doc["requests"]) == (str(path), "intl", False, 3)
     assert doc["bytes"] == path.stat().st_size

@@ -91,7 +91,7 @@ def _small_catalog() -> Catalog:
 
 
 MODELS = ["qwen-plus", "qwen-plus", "qwen-plus", "qwen-max", "qwen3-max", "qwq-plus", "bounded", "no-output-price",
-          "cn-only", "qwen-plus-2025-01-25", "not-a-model", "qwen3.5-plus", "deepseek-v3"]
+          "cn-only", "qwen-plus-2025-01-25", "not-a-model", "qwen3.7-plus", "deepseek-v3"]
 WORDS = ["hello", "world", "你好", "世界", "The", "price", "of", "tokens", "\n", "12", "😀", "<|im_end|>", "é"]
 
 
@@ -196,7 +196,7 @@ def test_plan_without_rows_equals_the_plan_with_rows(encoding, assumption, regio
     # The sample covers what it is meant to: several tiers, unpriced and priced rows, errors, warnings.
     assert fast.invalid > 40
     assert set(fast.warnings) == {"unpriced", "over_max_input", "max_tokens_over_max_output", "thinking_by_default",
-                                  "media_not_counted", "approximate_count"}
+                                  "media_not_counted", "approximate_count", "image_size_assumed"}
     assert len({key[1] for key in fast.rows}) >= 3
     assert any(r.realtime_cost is None for r in fast.rows.values())
     assert any(r.realtime_cost for r in fast.rows.values())

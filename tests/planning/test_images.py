@@ -79,12 +79,14 @@ def test_catalog_rules_with_sources():
     catalog = default_catalog()
     for name in ("qwen-vl-max", "qwen-vl-plus"):
         model = catalog.model(name)
-        assert model.vision.patch == 32 and model.vision.min_tokens == 4
+        # The aliases at 28 pixels, as the qwen-vl-plus records bill them (test_recorded_families.py).
+        assert model.vision.patch == 28 and model.vision.min_tokens == 4
         assert model.vision.max_tokens == 1280 and model.vision.max_tokens_high_resolution == 16384
         assert catalog.raw["models"][name]["vision"]["source"] in catalog.raw["sources"]
-    # Dated Qwen2.5-VL snapshots keep 28x28 pixels a token.
+    # Dated Qwen2.5-VL snapshots keep 28x28 pixels a token; from the documented date on, 32x32.
     assert catalog.model("qwen-vl-max").vision.for_model("qwen-vl-max-2025-04-08").patch == 28
     assert catalog.model("qwen-vl-max").vision.for_model("qwen-vl-max-2025-08-13").patch == 32
+    assert catalog.model("qwen-vl-plus").vision.for_model("qwen-vl-plus-2025-07-10").patch == 32
     assert catalog.model("qwen-plus").vision is None
 
 
@@ -176,8 +178,10 @@ def test_recorded_qwen_vl_plus_requests():
 
 def test_request_with_a_base64_image(counter):
     body = vl_body(image_part(data_url(640, 480)), TEXT)
-    # <|im_start|> "user\nPicture 1: " <|vision_start|> 300 <|vision_end|> text <|im_end|> "\n" <|im_start|> "assistant\n"
-    expected = (1 + counter.count_text("user\nPicture 1: ") + 2 + 300 + counter.count_text("What is in this picture?")
+    # <|im_start|> "user\nPicture 1: " <|vision_start|> grid <|vision_end|> text <|im_end|> "\n" <|im_start|> "assistant\n"
+    # (the alias at 28 pixels: 23 x 17 = 391)
+    assert grid_tokens(640, 480, R28) == 391
+    expected = (1 + counter.count_text("user\nPicture 1: ") + 2 + 391 + counter.count_text("What is in this picture?")
                 + 1 + 1 + 1 + counter.count_text("assistant\n"))
     assert count_prompt_tokens(body) == expected
     assert counter.count_text("user\nPicture 1: ") == counter.count_text("user\n") + 5
@@ -199,13 +203,13 @@ def test_high_resolution_flag_and_snapshots():
     url = data_url(4000, 3000, "PNG")
     with_image = count_prompt_tokens(vl_body(image_part(url), TEXT))
     high = count_prompt_tokens(vl_body(image_part(url), TEXT, vl_high_resolution_images=True))
-    assert high - with_image == grid_tokens(4000, 3000, R32, high_resolution=True) - grid_tokens(4000, 3000, R32) == 125 * 94 - 1230
-    old = count_prompt_tokens(vl_body(image_part(url), TEXT, model="qwen-vl-max-2025-04-08"))
-    # 28 pixels a token there: 4000x3000 -> 41 x 30 patches, as for 32 (the cap scales both the same way).
-    assert old == with_image
+    assert high - with_image == grid_tokens(4000, 3000, R28, high_resolution=True) - grid_tokens(4000, 3000, R28) == 143 * 107 - 1230
+    newer = count_prompt_tokens(vl_body(image_part(url), TEXT, model="qwen-vl-max-2025-08-13"))
+    # 32 pixels a token there: 4000x3000 -> 41 x 30 patches, as for 28 (the cap scales both the same way).
+    assert newer == with_image
     tall = data_url(3000, 600, "PNG")
-    assert (count_prompt_tokens(vl_body(image_part(tall), TEXT, model="qwen-vl-max-2025-04-08"))
-            - count_prompt_tokens(vl_body(image_part(tall), TEXT))) == grid_tokens(3000, 600, R28) - grid_tokens(3000, 600, R32)
+    assert (count_prompt_tokens(vl_body(image_part(tall), TEXT, model="qwen-vl-max-2025-08-13"))
+            - count_prompt_tokens(vl_body(image_part(tall), TEXT))) == grid_tokens(3000, 600, R32) - grid_tokens(3000, 600, R28)
 
 
 def test_remote_images_at_the_assumed_size_or_the_maximum():
@@ -251,7 +255,7 @@ def test_compare_remote_image_with_and_without_image_size(run, write_batch):
     body = vl_body(image_part("https://example.com/a.png"), TEXT, model="qwen-vl-plus")
     at_640 = count_prompt_tokens(body, images=ImageAssumption((640, 480)))
     result, doc = compare_json(run, path)
-    assert result.exit_code == 0 and doc["total"]["input_tokens"] == at_640 - 300 + 1280 == count_prompt_tokens(body)
+    assert result.exit_code == 0 and doc["total"]["input_tokens"] == at_640 - grid_tokens(640, 480, R28) + 1280 == count_prompt_tokens(body)
     assumed = warning(doc, "image_size_assumed")
     assert assumed["count"] == 1 and assumed["lines"] == [1] and "per-image maximum of 1280 tokens" in assumed["message"]
     result, doc = compare_json(run, path, "--image-size", "640x480")

@@ -26,9 +26,20 @@ def test_special_token_ids(counter):
     assert counter.encoding.encode("<|im_start|><|im_end|>", allowed_special="all") == [151644, 151645]
 
 
+# Rows recorded before their model moved to Qwen3 (qwen-turbo did on
+# 2025-04-28): they are billed as the dated snapshot of that time was, a
+# Qwen2.5 one, without the empty think block today's qwen-turbo bills
+# (tests/planning/test_recorded_families.py).
+RECORDED_BEFORE_QWEN3 = {
+    "gt-1": "qwen-turbo-2024-11-01",  # committed 2024-10-28 (R10836/CSU-CS_DS-Assignments@b303b20)
+    "gt-22": "qwen-turbo-2024-11-01",  # LangChain's docs/docs notebook, before that folder left the repo in 2025 (date not confirmed)
+}
+
+
 @pytest.mark.parametrize("case", GROUNDTRUTH, ids=[c["id"] for c in GROUNDTRUTH])
 def test_every_public_real_case_matches_exactly(case):
-    assert count_prompt_tokens(case["body"]) == case["reported_prompt_tokens"]
+    body = dict(case["body"], model=RECORDED_BEFORE_QWEN3.get(case["id"], case["body"]["model"]))
+    assert count_prompt_tokens(body) == case["reported_prompt_tokens"]
 
 
 def test_chat_is_content_plus_five_per_message_plus_three(counter):
@@ -90,7 +101,9 @@ def test_tools_qwen25_template_has_default_system(counter):
 
 
 def test_tools_qwen3_template_has_no_default_system(counter):
-    for model in ("qwen-plus", "qwen-turbo", "qwen-flash", "qwen3-max"):
+    # qwen-flash and qwen-turbo are counted with the tags as single tokens
+    # (test_recorded_families.py); qwen-plus and qwen3-max keep them as text.
+    for model in ("qwen-plus", "qwen3-max"):
         body = {"model": model, "messages": [{"role": "user", "content": "北京天气？"}], "tools": [WEATHER]}
         text = ("<|im_start|>system\n" + TOOLS_INTRO + "\n" + json.dumps(WEATHER, ensure_ascii=False)
                 + TOOLS_OUTRO + "<|im_end|>\n<|im_start|>user\n北京天气？<|im_end|>\n<|im_start|>assistant\n")
@@ -102,7 +115,9 @@ def test_template_family_follows_the_model_name():
         return count_prompt_tokens({"model": model, "messages": [{"role": "user", "content": "北京天气？"}], "tools": [WEATHER]})
 
     assert count("qwen2.5-72b-instruct") == count("qwen-max") == count("qwen-max-2025-01-25")
-    assert count("qwen3-235b-a22b") == count("qwen-plus") == count("qwen-flash")
+    assert count("qwen3-235b-a22b") == count("qwen-plus")
+    # qwen-flash bills the <tool_call> and </tool_call> of the instructions as one token each.
+    assert count("qwen-flash") < count("qwen-plus")
     assert count("qwen-max") > count("qwen-plus")  # the Qwen2.5 default system text
 
 
