@@ -6,13 +6,15 @@
      ├── InputError                a batch, output or price file that cannot be used
      │    ├── CalibrationError     (jobs.calibrate) an output file that cannot calibrate
      │    ├── ReconcileError       (jobs.results) an output or error file that cannot be read
-     │    └── ImageError           (planning.images) an image part whose size cannot be read
+     │    ├── ImageError           (planning.images) an image part whose size cannot be read
+     │    └── PilotError           (jobs.pilot) a pilot that cannot be drawn (no requests, larger than useful)
      ├── CatalogError              a catalog or price file that breaks the schema
      ├── APIError                  the service refused, failed, or could not be reached
      │    └── BatchAPIError        (jobs.client) with status, code, and whether the call may have happened
      │         ├── MissingKey
      │         └── LookupFailed    (jobs.submit) a create whose answer was lost, and the lookup failed too
      ├── GuardError                refused before spending: over the budget, or not confirmed
+     ├── PilotInterrupted          (jobs.pilot) Ctrl-C during a pilot; exit 130, the answers so far kept
      ├── LedgerError               the local record of submissions cannot be read or written
      ├── SplitError                (jobs.split) a split that cannot start or finish
      ├── ClusterError              (planning.cluster) Dask missing, unreachable, or a task failed

@@ -270,8 +270,8 @@ class ChatClient(BatchClient):
             raise error from None
 
 
-class _Stopped(Exception):
-    pass
+class _Stopped(BatchplanError):
+    """Internal: the pilot was told to stop while a stream was being read."""
 
 
 class Pacer:
