@@ -277,7 +277,10 @@ class _Stopped(BatchplanError):
 class Pacer:
     """Request starts no faster than RPM/60 a second and prompt tokens no
     faster than TPM/60 a second, per model (the service enforces its limits
-    per second too). ``clock``/``sleep`` are seams for tests."""
+    per second too). TPM counts output as well; the output is not known
+    before it comes, so it is not reserved: the few answers in flight
+    (``concurrency``) are what a 429 then reins in. ``clock``/``sleep`` are
+    seams for tests."""
 
     def __init__(self, limits: dict[str, RateLimit], clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):

@@ -256,3 +256,35 @@ def test_the_budget_holds_for_the_whole_pilot_not_each_round(server, job, tmp_pa
     with pytest.raises(GuardError, match="over the budget"):
         pilot(server, job, tmp_path / "b.jsonl", target=0.05, seed=9, max_cost=budget)
     assert len(lines(tmp_path / "b.jsonl")) == 30
+
+
+def test_done_when_a_pilot_under_one_percent_of_the_job_covers_its_real_total(tmp_path):
+    # A job the estimator was not tuned on: 12,000 requests, answers log-normal
+    # with sigma 1.0 (CV 1.3) around 250 tokens, 2,000 max_tokens; one pilot of 50.
+    path = tmp_path / "big.jsonl"
+    with open(path, "w", encoding="utf-8") as handle:
+        for i in range(12_000):
+            body = {"model": "qwen-plus", "max_tokens": 2000,
+                    "messages": [{"role": "system", "content": "You answer support tickets."},
+                                 {"role": "user", "content": f"Ticket {i}: " + "the app crashes when " * (1 + i % 29)}]}
+            handle.write(json.dumps({"custom_id": f"t{i}", "method": "POST", "url": "/v1/chat/completions", "body": body}) + "\n")
+    with FakeDashScope(api_key=KEY) as fake:
+        chat = ChatCompletions(median=250, sigma=1.0, seed=2026, prompt_tokens_fn=count_prompt_tokens).attach(fake)
+        out = tmp_path / "p.jsonl"
+        t = FakeTime()
+        run_pilot([str(path)], str(out), client=ChatClient(KEY, fake.base_url), requests=50, seed=2026,
+                  confirm=lambda text: True, sleep=t.sleep, clock=t.clock, workers=1)
+        catalog = default_catalog()
+        calibration = cal.PilotCalibration(str(out), catalog, "intl")
+        result = plan_files([str(path)], planner=Planner(catalog, "intl"), workers=1, on_request=calibration.add)
+        estimate = calibration.estimate(result)
+        with open(path, encoding="utf-8") as handle:
+            truth = sum(chat.completion_tokens(json.loads(line)["body"]) for line in handle)
+    total = estimate.total
+    assert total.output_tokens.low <= truth <= total.output_tokens.high
+    price = catalog.model("qwen-plus").price("intl").tiers[0]
+    job_batch = (result.plan.total().input_tokens * price.input + truth * price.output) / 1_000_000 / 2
+    assert total.batch_cost.low <= job_batch <= total.batch_cost.high
+    pilot_cost = sum((Decimal(u["prompt_tokens"]) * price.input + Decimal(u["completion_tokens"]) * price.output) / 1_000_000
+                     for u in (line["response"]["body"]["usage"] for line in lines(out)))
+    assert pilot_cost < job_batch / 100  # real-time, as billed: under 1% of the job's batch cost
