@@ -29,6 +29,7 @@ from batchplan.planning.paths import plan_paths
 from batchplan.planning.planner import unique_paths
 from batchplan.planning.sampling import parse_sample
 from batchplan.reports.documents import PerRequestWriter, document, per_request_format
+from batchplan.reports.estimate import warning_lines as pilot_warning_lines
 from batchplan.reports.html import require_html, write_html
 from batchplan.reports.text import prices_table, table, warning_lines
 
@@ -162,6 +163,9 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
         click.echo(table(result))
     if not quiet or result.exit_code == 2:
         for line in warning_lines(result):
+            click.echo(line, err=True)
+    if pilot is not None:
+        for line in pilot_warning_lines(result):  # loud, in every format
             click.echo(line, err=True)
     if result.plan.requests == 0:
         click.echo("batchplan: error: no valid requests in " + ", ".join(paths), err=True)

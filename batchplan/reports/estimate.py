@@ -66,6 +66,13 @@ def check_lines(estimate: OutputEstimate, result=None) -> list[str]:
     return out
 
 
+def warning_lines(result) -> list[str]:
+    """For stderr, whatever the output format: prompt counts that differ from the billed ones."""
+    estimate: OutputEstimate = result.output_estimate
+    return [f"warning: pilot: prompt tokens billed differ from those counted: {c.describe()}"
+            for c in estimate.checks if not c.agrees]
+
+
 def lines(result) -> list[str]:
     """The text under the compare table."""
     from tabulate import tabulate
