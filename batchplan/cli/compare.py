@@ -46,7 +46,8 @@ EXIT_OVER_BUDGET = 4  # --max-cost: the gate's figure is over the amount
               help="Expected output as R times each request's input tokens.")
 @click.option("--calibrate", type=click.Path(dir_okay=False), default=None, metavar="OUTPUT",
               help="Expected output per model from an earlier run's Batch output file (mean completion tokens), "
-                   "keyed by the model each request named (see --calibrate-input).")
+                   "keyed by the model each request named (see --calibrate-input). A pilot's file (batchplan pilot) "
+                   "instead keeps the rows at the upper bound and adds the expected cost with a 95% interval beside it.")
 @click.option("--calibrate-input", type=click.Path(dir_okay=False), default=None, metavar="INPUT",
               help="The input file of the --calibrate run, joined to it by custom_id. Default: the FILEs, when "
                    "every custom_id of OUTPUT is in them; else OUTPUT's models map through the catalog "
