@@ -200,7 +200,8 @@ def run_job(
     paths: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     *,
-    client: BatchClient,
+    client: BatchClient | None = None,
+    base_url: str | None = None,
     max_cost: Decimal | None = None,
     confirm: Callable[[Preview], bool] | None = None,
     parallel: int = DEFAULT_PARALLEL,
@@ -222,7 +223,9 @@ def run_job(
 ) -> JobReport:
     """Run the job of ``paths`` in ``out_dir``, or resume the one there.
 
-    ``client`` is a ``jobs.client.BatchClient``; ``confirm`` is asked once,
+    ``client`` is a ``jobs.client.BatchClient``; without one, a client is
+    made for ``base_url`` (else $DASHSCOPE_BASE_URL, else the region's URL)
+    with the key in $DASHSCOPE_API_KEY. ``confirm`` is asked once,
     before a new job sends anything (None: go ahead). Returns the
     ``JobReport`` (also written to DIR/report.json). Raises ``GuardError``
     when the worst case is over ``max_cost`` or not confirmed, ``JobError``
@@ -237,10 +240,20 @@ def run_job(
         raise JobError("retries must be zero or more", hint="retries")
     options = _Options(max_lines, max_bytes, parallel, retries, window, time_limit, max(0.0, poll_interval),
                        max_cost, (name or "batchplan")[:MAX_NAME_CHARS - 12], keep_remote, region)
-    job = _Job(list(map(os.fspath, paths)), Path(out_dir), client, options, catalog or default_catalog(),
-               workers, on_message or (lambda m: None), on_progress, sleep, clock)
-    with job.locked():
-        return job.run(confirm)
+    own = client is None
+    if own:
+        from batchplan.jobs.client import resolve_connection
+
+        conn = resolve_connection(region, base_url)
+        client = BatchClient(conn.api_key, conn.base_url)
+    try:
+        job = _Job(list(map(os.fspath, paths)), Path(out_dir), client, options, catalog or default_catalog(),
+                   workers, on_message or (lambda m: None), on_progress, sleep, clock)
+        with job.locked():
+            return job.run(confirm)
+    finally:
+        if own:
+            client.close()
 
 
 class _Job:
@@ -265,6 +278,7 @@ class _Job:
         self.due: dict[int, float] = {}  # part id -> when to poll it next
         self.pace: dict[int, float] = {}
         self.create_tries: dict[int, int] = {}
+        self.timings: dict[str, float] = {}  # seconds this run spent per step (wall time)
 
     # -- one run per DIR ------------------------------------------------------------
     @contextlib.contextmanager
@@ -293,6 +307,7 @@ class _Job:
 
     # -- the whole run ----------------------------------------------------------------
     def run(self, confirm) -> JobReport:
+        self._t0 = time.perf_counter()
         digests = self._check_inputs()
         key = job_key(digests, self.o.max_lines, self.o.max_bytes)
         self.store = store = js.JobStore(self.dir)
@@ -308,6 +323,7 @@ class _Job:
         self.ledger = Ledger(self.dir)
         if not store.get("prepared"):
             self._prepare(key, digests, base_url, confirm)
+            self._mark("prepare")
         else:
             self.say(f"resuming the job in {self.dir}")
             if store.get("cancelled"):
@@ -320,7 +336,13 @@ class _Job:
             self._loop()
         finally:
             self._progress()
+        self._mark("follow")
         return self._finish()
+
+    def _mark(self, step: str) -> None:
+        now = time.perf_counter()
+        self.timings[step] = round(now - getattr(self, "_last_mark", self._t0), 3)
+        self._last_mark = now
 
     # -- inputs ----------------------------------------------------------------------
     def _check_inputs(self) -> list[str]:
@@ -455,8 +477,8 @@ class _Job:
                 ids = list(_custom_ids(pf.path))
                 c.executemany("INSERT OR IGNORE INTO members (part, seq) SELECT ?, seq FROM requests WHERE custom_id=?",
                               ((part_id, cid) for cid in ids))
-                c.executemany(f"UPDATE requests SET part=?, state='{js.QUEUED}' WHERE custom_id=?",
-                              ((part_id, cid) for cid in ids))
+                c.execute(f"UPDATE requests SET part=?, state='{js.QUEUED}' "
+                          "WHERE seq IN (SELECT seq FROM members WHERE part=?)", (part_id, part_id))
                 js.set_part(c, part_id, {"reserve": _reservation(c, part_id)})
                 made += 1
             if bad is not None:
@@ -677,20 +699,23 @@ class _Job:
             write_lines([], run_path)
         actual = Decimal(0)
         counts = {js.OK: 0, js.FAILED: 0, js.RETRY: 0, "account": 0}
+        ok_rows, account_rows, failed_rows = [], [], []
+        for seq, (state, code, message, prompt, completion, cost) in outcome.items():
+            counts[state] += 1
+            if state == js.OK:
+                if actual is not None:
+                    actual = None if cost is None else actual + cost
+                ok_rows.append((prompt, completion, None if cost is None else str(cost), seq))
+            elif state == "account":
+                account_rows.append((code, message, seq))
+            else:
+                failed_rows.append((state, code, message, seq))
         with store.tx() as c:
-            for seq, (state, code, message, prompt, completion, cost) in outcome.items():
-                counts[state] += 1
-                if state == js.OK:
-                    if actual is not None:
-                        actual = None if cost is None else actual + cost
-                    c.execute("UPDATE requests SET state=?, part=?, code=NULL, message=NULL, act_input=?, act_output=?, "
-                              "act_cost=?, attempts=attempts+1 WHERE seq=?",
-                              (js.OK, part.id, prompt, completion, None if cost is None else str(cost), seq))
-                elif state == "account":  # not the request's fault: it waits for the next run, no try spent
-                    c.execute("UPDATE requests SET state=?, code=?, message=? WHERE seq=?", (js.RETRY, code, message, seq))
-                else:
-                    c.execute("UPDATE requests SET state=?, code=?, message=?, attempts=attempts+1 WHERE seq=?",
-                              (state, code, message, seq))
+            c.executemany(f"UPDATE requests SET state='{js.OK}', code=NULL, message=NULL, act_input=?, act_output=?, "
+                          "act_cost=?, attempts=attempts+1 WHERE seq=?", ok_rows)
+            # An account error is not the request's fault: it waits for the next run, no try spent.
+            c.executemany(f"UPDATE requests SET state='{js.RETRY}', code=?, message=? WHERE seq=?", account_rows)
+            c.executemany("UPDATE requests SET state=?, code=?, message=?, attempts=attempts+1 WHERE seq=?", failed_rows)
             js.set_part(c, part.id, {"state": js.COLLECTED, "status": status, "actual": actual,
                                      "output_file_id": batch.get("output_file_id"),
                                      "error_file_id": batch.get("error_file_id"),
@@ -756,6 +781,7 @@ class _Job:
         checkpoint_every = _merge_checkpoint()
         written = merge_runs(runs, str(self.dir / "output.jsonl"), on_line=checkpoint_every)
         failed = write_lines(self._error_lines(), str(self.dir / "errors.jsonl"))
+        self._mark("merge")
         counts = store.counts()
         unfinished = sum(counts.get(s, 0) for s in (js.QUEUED, js.RETRY, js.EXHAUSTED))
         if unfinished and not self.stopped:
@@ -766,6 +792,7 @@ class _Job:
                 self.stopped = f"{unfinished:,} request(s) have not run"
         exit_code = EXIT_UNFINISHED if (self.stopped or unfinished) else (EXIT_FAILED if counts.get(js.FAILED) else EXIT_OK)
         rec = self._reconciliation()
+        self._mark("report")
         doc = self._document(rec, written, failed, counts, exit_code)
         write_lines([(json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode("utf-8")], str(self.dir / "report.json"))
         return JobReport(str(self.dir), doc, exit_code, self.stopped, rec)
@@ -845,6 +872,7 @@ class _Job:
             "parts": [part_doc(p) for p in store.parts()],
             "reconcile": document(rec),
             "stopped": self.stopped,
+            "seconds": dict(self.timings),  # this run's wall time per step
             "exit_code": exit_code,
         }
 
