@@ -37,8 +37,9 @@ before the next one starts:
 Test seam: ``$BATCHPLAN_TEST_KILL_AT`` = ``STEP`` or ``STEP:N`` makes the
 process SIGKILL itself the Nth time (default the first) it reaches STEP:
 ``after_reserve``, ``after_upload_intent``, ``after_create``,
-``after_download``, ``after_collect``, ``during_merge``. Tests use it to kill a
-run at exact points; nothing else reads it.
+``after_download``, ``after_collect``, ``during_merge``; with
+``$BATCHPLAN_TEST_KILL_AT_SIGNAL=INT`` it sends SIGINT instead (a Ctrl-C). Tests
+use it to stop a run at exact points; nothing else reads it.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ from batchplan.planning.output import OutputAssumption
 from batchplan.planning.reading import at_line
 
 SCHEMA = "batchplan.job/1"
-KILL_ENV = "BATCHPLAN_TEST_KILL_AT"
+KILL_ENV = "BATCHPLAN_TEST_KILL_AT"  # and BATCHPLAN_TEST_KILL_AT_SIGNAL
 # The account holds at most 1,000 unfinished batch tasks, shared with every
 # other tool and person on it [BATCH]. Ten parts of up to 50,000 requests keep
 # half a million requests in flight, leave 990 slots to the rest, and keep the
@@ -114,7 +115,8 @@ def checkpoint(step: str) -> None:
         return
     _seen_steps[step] = _seen_steps.get(step, 0) + 1
     if _seen_steps[step] == (int(nth) if nth else 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+        sig = signal.SIGINT if os.environ.get(KILL_ENV + "_SIGNAL", "").upper() == "INT" else signal.SIGKILL
+        os.kill(os.getpid(), sig)
 
 
 # -- what the caller sees ----------------------------------------------------------------

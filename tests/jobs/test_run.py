@@ -340,6 +340,24 @@ def test_sigkill_at_any_step_then_resume(run, api, nine, tmp_path, step):
     assert ids(out / "output.jsonl") == EXPECTED
 
 
+def test_ctrl_c_detaches_and_says_how_to_resume(run, api, nine, tmp_path):
+    server = api()
+    out = tmp_path / "job"
+    env = dict(os.environ, BATCHPLAN_TEST_KILL_AT="after_create", BATCHPLAN_TEST_KILL_AT_SIGNAL="INT")
+    stopped = subprocess.run([sys.executable, "-m", "batchplan", "run", str(nine), "--out", str(out), "--yes",
+                              "--poll", "0", "--max-lines", "3", "--parallel", "1"],
+                             env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    assert stopped.returncode == 3, stopped.stderr
+    assert "interrupted" in stopped.stderr and "run the same command again" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    (batch,) = server.batches.values()
+    assert batch["status"] not in TERMINAL_STATUSES  # it keeps running
+    resumed = run_job(run, out, nine)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert len(server.batches) == 3
+    assert_each_once(out, EXPECTED)
+
+
 # ------------------------------------------------------------------- secrets
 
 def test_the_api_key_is_never_printed_or_stored(run, api, nine, tmp_path):
