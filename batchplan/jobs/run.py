@@ -413,14 +413,15 @@ class _Job:
 
         self.parts_dir.mkdir(exist_ok=True)
         for idx, path in enumerate(self.paths):
-            cross = bad.cross_file.get(idx)
+            span = (js.seq_of(idx, 0), js.seq_of(idx + 1, 0) - 1)
+            if not store.query("SELECT 1 FROM requests WHERE seq BETWEEN ? AND ? LIMIT 1", span):
+                continue  # no valid request in this file: nothing to split
             source = path
-            if cross:
+            if bad.cross_file.get(idx):
                 # custom_ids another file used first: split a copy without them.
                 folder = self.parts_dir / f"f{idx + 1:03d}"
                 folder.mkdir(exist_ok=True)
-                keep = {js.split_seq(r["seq"])[1] for r in store.iter_requests(
-                    "seq BETWEEN ? AND ?", (js.seq_of(idx, 0), js.seq_of(idx + 1, 0) - 1))}
+                keep = {js.split_seq(r["seq"])[1] for r in store.iter_requests("seq BETWEEN ? AND ?", span)}
                 source = str(folder / f"{Path(path).stem}.jsonl")
                 write_retry_file(path, keep, source)
             self._split(source, idx, 0, self.parts_dir / f"f{idx + 1:03d}", bad, originals=path)

@@ -176,6 +176,34 @@ def test_bad_lines_are_reported_and_never_sent(run, api, write_batch, tmp_path):
     assert ids(out / "output.jsonl") == ["ok-1", "ok-2"]
 
 
+def test_a_custom_id_another_file_used_first_is_a_bad_line(run, api, write_batch, tmp_path):
+    api()
+    a = write_batch([line("x-1"), line("x-2")], name="a.jsonl")
+    b = write_batch([line("x-2"), line("y-1")], name="b.jsonl")
+    c = write_batch([line("x-1"), line("x-2")], name="c.jsonl")  # nothing of it is left to send
+    out = tmp_path / "job"
+    result = run_job(run, out, a, b, c)
+    assert result.exit_code == 0, result.stderr
+    assert f"{b}:1: custom_id 'x-2' is already used on {a}:2" in result.stderr
+    assert f"{c}:1: custom_id 'x-1' is already used on {a}:1" in result.stderr
+    assert ids(out / "output.jsonl") == ["x-1", "x-2", "y-1"]
+    assert report(out)["requests"]["invalid_lines"] == 3
+
+
+def test_an_account_error_on_create_stops_the_job(run, api, nine, tmp_path):
+    server = api()
+    server.inject("POST", "/batches", "400", code="Arrearage",
+                  message="Access denied, plesase make sure your account is in good standing.")
+    out = tmp_path / "job"
+    result = run_job(run, out, nine)
+    assert result.exit_code == 3, result.stderr
+    assert "the account cannot run batches" in result.stderr and "good standing" in result.stderr
+    assert server.batches == {}
+    again = run_job(run, out, nine)  # topped up: the same command goes on
+    assert again.exit_code == 0, again.stderr
+    assert len(server.batches) == 3
+
+
 def test_over_the_budget_is_refused_before_anything_is_sent(run, api, nine, tmp_path):
     server = api()
     result = run_job(run, tmp_path / "job", nine, extra=("--max-cost", "0.00001"))
