@@ -417,13 +417,13 @@ class _Job:
             if not store.query("SELECT 1 FROM requests WHERE seq BETWEEN ? AND ? LIMIT 1", span):
                 continue  # no valid request in this file: nothing to split
             source = path
-            if bad.cross_file.get(idx):
-                # custom_ids another file used first: split a copy without them.
+            repeated = bad.repeated.get(idx)
+            if repeated:
+                # custom_ids used on an earlier line: split a copy without those lines.
                 folder = self.parts_dir / f"f{idx + 1:03d}"
                 folder.mkdir(exist_ok=True)
-                keep = {js.split_seq(r["seq"])[1] for r in store.iter_requests("seq BETWEEN ? AND ?", span)}
                 source = str(folder / f"{Path(path).stem}.jsonl")
-                write_retry_file(path, keep, source)
+                write_retry_file(path, _AllBut(repeated), source)
             self._split(source, idx, 0, self.parts_dir / f"f{idx + 1:03d}", bad, originals=path)
         store.put("invalid", {"count": bad.count, "messages": bad.kept})
         store.put("planned", {"requests": total, "worst_case": exact(worst)})
@@ -455,8 +455,7 @@ class _Job:
                     idx, line = js.split_seq(row[0])
                     where = f"line {fline}" if fidx == idx else f"{self.paths[fidx]}:{fline}"
                     bad.add(at_line(self.paths[idx], line, f"custom_id {row[1]!r} is already used on {where}"))
-                    if fidx != idx:
-                        bad.cross_file.setdefault(idx, set()).add(line)
+                    bad.repeated.setdefault(idx, set()).add(line)
         except sqlite3.Error as exc:  # pragma: no cover - mapped by the store
             raise LedgerError(str(exc)) from None
         rows.clear()
@@ -466,8 +465,10 @@ class _Job:
         """Split ``source`` (lines of input file ``file_idx``) into parts of round
         ``round_no``, record them and their members; the parts made."""
         store = self.store
+        # Repeated custom_ids are out already (the store's unique index found
+        # them), so split need not keep an index of every custom_id.
         manifest = split_file(source, folder, max_lines=self.o.max_lines, max_bytes=self.o.max_bytes,
-                              catalog=self.catalog, force=True)
+                              catalog=self.catalog, force=True, check_duplicates=False)
         made = 0
         with store.tx() as c:
             for pf in manifest.files:
@@ -486,7 +487,8 @@ class _Job:
                 made += 1
             if bad is not None:
                 # Lines the plan took and split did not (larger than a part may be).
-                reasons = {r.line: r.reason for r in manifest.rejected}
+                # (A filtered copy numbers its lines anew: its reasons cannot be placed.)
+                reasons = {r.line: r.reason for r in manifest.rejected} if source == originals else {}
                 lo, hi = js.seq_of(file_idx, 0), js.seq_of(file_idx + 1, 0) - 1
                 for row in c.execute("SELECT seq FROM requests WHERE seq BETWEEN ? AND ? AND part IS NULL",
                                      (lo, hi)).fetchall():
@@ -958,12 +960,22 @@ class _BadLines:
     def __init__(self) -> None:
         self.count = 0
         self.kept: list[str] = []
-        self.cross_file: dict[int, set[int]] = {}
+        self.repeated: dict[int, set[int]] = {}  # file index -> lines whose custom_id came earlier
 
     def add(self, message: str) -> None:
         self.count += 1
         if len(self.kept) < KEEP_MESSAGES:
             self.kept.append(message)
+
+
+class _AllBut:
+    """Every line number except some (for write_retry_file, which asks ``in``)."""
+
+    def __init__(self, left_out: set[int]):
+        self.left_out = left_out
+
+    def __contains__(self, number: int) -> bool:
+        return number not in self.left_out
 
 
 def _custom_ids(path: str) -> Iterator[str]:
