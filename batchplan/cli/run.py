@@ -143,8 +143,8 @@ def run(files, out_dir, max_cost, yes, parallel, max_lines, max_bytes, retries, 
         bar.set_postfix_str(progress_line(snap), refresh=True)
 
     def confirm(preview) -> bool:
-        if preview.budget_line:
-            say(preview.budget_line)
+        if preview.verdict.kind is not None:
+            say(preview.verdict.describe("--max-cost"))
         if yes:
             return True
         return click.confirm(f"Run {preview.requests:,} requests, worst-case batch cost {preview.cost_text}?",

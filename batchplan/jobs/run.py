@@ -126,11 +126,10 @@ class Preview:
     """What the job will do, shown before anything is sent (the CLI asks with it)."""
 
     requests: int
-    parts: int
     invalid: int
     worst_case: Decimal | None
     currency: str
-    budget_line: str | None  # the guard's verdict, worded by the caller's name for the budget
+    verdict: Any  # jobs.guard.BudgetVerdict: ``describe(name)`` words it with the caller's name for the budget
 
     @property
     def cost_text(self) -> str:
@@ -405,7 +404,7 @@ class _Job:
 
         verdict = check_budget(result, self.o.max_cost)
         worst = _sum_costs(store)
-        preview = Preview(total, 0, bad.count, worst, self.currency, verdict.describe("--max-cost"))
+        preview = Preview(total, bad.count, worst, self.currency, verdict)
         if not verdict.ok:
             raise GuardError(verdict.describe("the budget"), hint="max_cost")
         if confirm is not None and not confirm(preview):
