@@ -174,6 +174,7 @@ class _Run:
         self.ok_lines: List[str] = []  # serialized output lines, processing order
         self.err_lines: List[str] = []  # serialized error lines, processing order
         self.number = 0  # 1-based creation order
+        self.last_step = 0.0  # clock() at the last step (step_seconds mode)
 
 
 class _ClientError(Exception):
@@ -214,6 +215,11 @@ class FakeDashScope:
       retrieve, then expires (partial output and error files, as a
       cancellation writes them).
 
+    * ``step_seconds``: a batch advances over time instead of per retrieve:
+      a retrieve moves it one step only when ``clock()`` has moved at least
+      this far since its last step (or its create); drive ``clock`` from a
+      test to follow a job through hours without sleeping.
+
     A ``fail_custom_ids`` mapping value may carry ``"times": N``: that line
     fails on its first N runs (in any batch) and succeeds after, as a
     retryable error does.
@@ -233,6 +239,7 @@ class FakeDashScope:
         empty_list_data_null: bool = True,
         instant: bool = False,
         expire_batches: Optional[Mapping[int, float]] = None,
+        step_seconds: Optional[float] = None,
     ):
         self.api_key = api_key
         self.steps = steps
@@ -249,6 +256,7 @@ class FakeDashScope:
         self.empty_list_data_null = empty_list_data_null
         self.instant = instant
         self.expire_batches = dict(expire_batches or {})
+        self.step_seconds = step_seconds
         self._line_runs: collections.Counter = collections.Counter()  # custom_id -> times it ran
 
         self._lock = threading.RLock()
@@ -669,6 +677,7 @@ class FakeDashScope:
         self.batches[batch_id] = batch
         self._runs[batch_id] = _Run(self.steps)
         self._runs[batch_id].number = len(self.batches)
+        self._runs[batch_id].last_step = self.clock()
         return self._json(200, batch)
 
     def _list_batches(self, query) -> _Response:
@@ -733,6 +742,10 @@ class FakeDashScope:
     # ---- lifecycle
     def _advance(self, batch: Dict[str, Any], run: _Run) -> None:
         status = batch["status"]
+        if self.step_seconds is not None and status not in TERMINAL_STATUSES:
+            if self.clock() - run.last_step < self.step_seconds:
+                return
+            run.last_step = self.clock()
         if self.instant and status in ("validating", "in_progress", "finalizing"):
             if status == "validating":
                 self._validate(batch, run)

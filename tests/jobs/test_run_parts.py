@@ -147,3 +147,38 @@ def test_the_large_job_benchmark_runs(tmp_path):
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "300 lines merged into output.jsonl" in done.stdout and "peak RSS of the job" in done.stdout
+
+
+# ------------------------------------------------------------------- polling over time
+
+class _Timed(FakeDashScope):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.polls: list[tuple[float, str]] = []  # (time, status before the poll)
+
+    def _advance(self, batch, run):
+        self.polls.append((self.clock(), batch["status"]))
+        super()._advance(batch, run)
+
+
+def test_a_job_polls_with_backoff_as_batches_advance_over_time(write_batch, tmp_path, monkeypatch):
+    monkeypatch.delenv("BATCHPLAN_TEST_KILL_AT", raising=False)
+    now = [1_800_000_000.0]  # one virtual clock for the job and the service: nothing sleeps
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    path = write_batch([line(f"r{i}", max_tokens=8) for i in range(2)])
+    with _Timed(api_key="sk-time", steps=1, step_seconds=1800, clock=lambda: now[0]) as server, \
+            BatchClient("sk-time", server.base_url) as client:
+        report = batchplan.run_job([path], tmp_path / "job", client=client, poll_interval=60,
+                                   sleep=sleep, clock=lambda: now[0])
+    assert report.exit_code == 0
+    times = [t for t, _ in server.polls]
+    gaps = [round(b - a) for a, b in zip(times, times[1:])]
+    (batch,) = server.batches.values()
+    assert times[0] - batch["created_at"] == 60  # the first poll a minute after the create
+    assert gaps[:3] == [90, 135, 202]  # then 1.5x while nothing changes
+    assert max(gaps) <= 600  # at most 10x the first interval
+    assert 60 in gaps[5:]  # back to the first pace after a change
+    assert len(server.polls) < 4 * 1800 / 60  # far fewer polls than once a minute
