@@ -503,6 +503,10 @@ class _Job:
         for part in store.parts([js.RESERVED]):
             # Reserved, no ledger intent recorded: nothing was sent.
             store.update_part(part.id, state=js.SPLIT)
+        if not self.o.keep_remote:
+            for part in store.parts([js.COLLECTED]):
+                if not part.cleaned:  # collected, but killed (or refused) before its files were deleted
+                    self._clean(part)
         for part in store.parts([js.SUBMITTING]):
             self._submit(part)
             if self.stopped:

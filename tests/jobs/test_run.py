@@ -134,6 +134,7 @@ def test_a_three_part_job_end_to_end(run, api, nine, tmp_path):
     assert Decimal(doc["cost"]["actual"]) <= Decimal(doc["cost"]["worst_case"])
     assert "TOTAL" in result.stdout and "batch cost actual" in result.stdout
     assert (out / "report.html").exists()
+    assert "\r" not in result.stderr and "req/s" not in result.stderr  # no live display without a terminal
 
     status = run("job", "status", out)
     assert status.exit_code == 0, status.stderr
@@ -366,6 +367,7 @@ def test_sigkill_at_any_step_then_resume(run, api, nine, tmp_path, step):
     assert len(server.batches) == 3 and server.count("POST", "/batches") == 3  # one batch per part
     assert_each_once(out, EXPECTED)
     assert ids(out / "output.jsonl") == EXPECTED
+    assert server.files == {}  # every remote file deleted once safe, also those of the killed run
 
 
 def test_ctrl_c_detaches_and_says_how_to_resume(run, api, nine, tmp_path):
