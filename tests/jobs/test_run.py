@@ -403,3 +403,54 @@ def test_the_api_key_is_never_printed_or_stored(run, api, nine, tmp_path):
                 assert API_KEY.encode() not in handle.read(), name
     with JobStore(out, create=False) as store:
         assert API_KEY not in json.dumps([dict(r) for r in store.query("SELECT * FROM meta")])
+
+
+# ------------------------------------------------------------------- on a terminal
+
+def _run_on_a_terminal(out, path, answer):
+    """`batchplan run` with stdin and stderr on a pseudo-terminal; ``answer`` typed at the prompt."""
+    import pty
+    import threading
+
+    controller, terminal = pty.openpty()
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a terminal 120 wide
+    seen = bytearray()
+
+    def read():
+        while True:
+            try:
+                data = os.read(controller, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            seen.extend(data)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "batchplan", "run", str(path), "--out", str(out),
+                                 "--poll", "0", "--max-lines", "3"],
+                                stdin=terminal, stderr=terminal, stdout=subprocess.PIPE)
+        os.write(controller, answer.encode() + b"\n")  # buffered by the terminal until read
+        stdout, _ = proc.communicate(timeout=120)
+    finally:
+        os.close(terminal)
+        reader.join(10)
+        os.close(controller)
+    return proc.returncode, stdout.decode(), seen.decode(errors="replace")
+
+
+def test_on_a_terminal_it_asks_then_draws_one_live_display(api, nine, tmp_path):
+    server = api()
+    code, out, screen = _run_on_a_terminal(tmp_path / "no", nine, "n")
+    assert code == 2 and "Run 9 requests, worst-case batch cost" in screen and "not confirmed" in screen
+    assert server.requests == []
+    code, out, screen = _run_on_a_terminal(tmp_path / "job", nine, "y")
+    assert code == 0, screen
+    assert "requests:" in screen and "parts:" in screen and "committed" in screen  # the tqdm line
+    assert "TOTAL" in out and len(server.batches) == 3
