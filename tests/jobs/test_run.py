@@ -304,6 +304,28 @@ def test_a_retryable_and_a_non_retryable_line_error(run, api, nine, tmp_path):
     assert err["line"] == 5 and err["file"] == str(nine)
 
 
+class FirstFailsValidation(Counting):
+    def _create_batch(self, body):
+        response = super()._create_batch(body)
+        if len(self.batches) == 1:
+            batch_id = next(iter(self.batches))
+            self.force_validation_failure(batch_id, "url_not_found", "The provided url is not supported.")
+        return response
+
+
+def test_a_part_the_service_refuses_at_validation(run, api, nine, tmp_path):
+    server = api(FirstFailsValidation)
+    out = tmp_path / "job"
+    result = run_job(run, out, nine)
+    assert result.exit_code == 1, result.stderr
+    assert next(iter(server.batches.values()))["status"] == "failed"
+    assert len(server.batches) == 3  # a validation failure is not retried
+    ok, failed = outcome(out)
+    assert failed == EXPECTED[:3] and ok == EXPECTED[3:]
+    assert {e["error"]["code"] for e in errors(out).values()} == {"url_not_found"}
+    assert report(out)["parts"][0]["actual"] == "0"  # nothing ran, nothing billed
+
+
 def test_out_of_retries_stops_unfinished_and_a_rerun_tries_again(run, api, nine, tmp_path):
     api(fail_custom_ids={"req-2": {"status_code": 503, "code": "ModelUnavailable", "message": "busy", "times": 3}})
     out = tmp_path / "job"
