@@ -6,7 +6,6 @@ lines out; ``write_job_html`` is the one edge that writes a file.
 
 from __future__ import annotations
 
-import html
 import os
 from decimal import Decimal
 
@@ -99,7 +98,7 @@ def render_job_html(doc: dict) -> str:
 
     template = jinja2.Environment(autoescape=True).from_string(_PAGE)
     return template.render(doc=doc, report="\n".join(report_lines(doc)),
-                           parts=parts_table(doc["parts"], doc["currency"]), escape=html.escape)
+                           parts=parts_table(doc["parts"], doc["currency"]))
 
 
 def write_job_html(doc: dict, path: str) -> None:
