@@ -4,6 +4,7 @@
     >>> result = batchplan.plan_file("samples/chat_shared_system.jsonl")
     >>> result.plan.total().batch_cost            # Decimal, exact
     >>> batchplan.count_prompt_tokens({"model": "qwen-plus", "messages": [...]})
+    >>> batchplan.run_job(["big.jsonl"], "job/", max_cost=Decimal("20"))  # the whole job, resumable
 
 The layers, lowest first: ``catalog`` (prices and model facts as data),
 ``planning`` (a file in, a priced plan out), ``jobs`` (the Batch API),
@@ -14,6 +15,7 @@ This module re-exports the public names of the layers below the CLI.
 from batchplan._version import __version__
 from batchplan.catalog.catalog import Catalog, default_catalog, load_catalog
 from batchplan.errors import BatchplanError, CatalogError, InputError
+from batchplan.jobs.run import JobReport, run_job
 from batchplan.planning.aggregate import Plan, PlannedRequest, Row
 from batchplan.planning.images import ImageAssumption
 from batchplan.planning.output import OutputAssumption
@@ -28,6 +30,7 @@ __all__ = [
     "CatalogError",
     "ImageAssumption",
     "InputError",
+    "JobReport",
     "OutputAssumption",
     "Plan",
     "PlannedRequest",
@@ -41,5 +44,6 @@ __all__ = [
     "plan_file",
     "plan_files",
     "plan_paths",
+    "run_job",
     "__version__",
 ]

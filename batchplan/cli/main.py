@@ -16,6 +16,7 @@ import click
 
 from batchplan._version import __version__
 from batchplan.cli import batches, compare, files, reconcile
+from batchplan.cli import run as run_commands
 from batchplan.cli._options import EXIT_USAGE, Fail, os_error_message
 from batchplan.errors import BatchplanError
 
@@ -60,6 +61,8 @@ def cli() -> None:
 
 for command in (compare.compare, compare.prices, files.validate, files.split, batches.submit, batches.status,
                 batches.list_batches, batches.wait, batches.cancel, batches.download, reconcile.reconcile):
+    cli.add_command(command)
+for command in (run_commands.run, run_commands.job):  # batchplan run; batchplan job status|cancel
     cli.add_command(command)
 
 

@@ -217,6 +217,10 @@ class BatchClient:
     def cancel(self, batch_id: str) -> dict[str, Any]:
         return _json(self._call(f"cancel {batch_id}", lambda: self._client.batches.with_raw_response.cancel(batch_id)))
 
+    def delete_file(self, file_id: str) -> None:
+        """Delete a file on the service (files there never expire; an account holds 10,000)."""
+        self._call(f"delete {file_id}", lambda: self._client.files.with_raw_response.delete(file_id))
+
     def download(self, file_id: str, handle: IO[bytes], on_bytes: Callable[[int], None] | None = None) -> int:
         """Stream a file's content into ``handle``; the number of bytes."""
         what = f"download {file_id}"

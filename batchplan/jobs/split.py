@@ -197,6 +197,7 @@ def split_file(
     catalog: Catalog | None = None,
     force: bool = False,
     on_progress: Callable[[int], None] | None = None,
+    check_duplicates: bool = True,
 ) -> Manifest:
     """Split the batch file at ``path`` into parts in ``out_dir`` (created if
     missing) and write ``<stem>.manifest.json`` beside them.
@@ -205,6 +206,10 @@ def split_file(
     lines and ``max_bytes`` bytes (defaults: the catalog's batch limits, and
     the test model's smaller ones for its group). Parts are named
     ``<stem>.<model>.<thinking|nothinking>.part-001.jsonl``.
+
+    ``check_duplicates=False`` skips the repeated-custom_id check, whose index
+    grows with the file: for a caller that has removed repeats already
+    (``jobs.run``).
 
     Raises ``reading.InputError`` for an unreadable source, ``SplitError`` when
     outputs exist and ``force`` is false, when the source holds no requests, or
@@ -233,7 +238,8 @@ def split_file(
         old_parts = _parts_of_old_manifest(manifest_file, stem) if force else []
         reader = _HashingReader(handle)
         manifest = Manifest(manifest_file, os.path.abspath(source), "", 0, 0, max_lines, max_bytes)
-        groups = _split(reader, source, out, stem, manifest, catalog, max_lines, max_bytes, on_progress)
+        groups = _split(reader, source, out, stem, manifest, catalog, max_lines, max_bytes, on_progress,
+                        check_duplicates)
     finally:
         handle.close()
     manifest.source_sha256 = reader.sha256.hexdigest()
@@ -273,7 +279,8 @@ def split_file(
     return manifest
 
 
-def _split(reader, source, out, stem, manifest, catalog, max_lines, max_bytes, on_progress) -> list[_Group]:
+def _split(reader, source, out, stem, manifest, catalog, max_lines, max_bytes, on_progress,
+           check_duplicates: bool = True) -> list[_Group]:
     limits = catalog.batch_limits
     groups: dict[tuple[str, str, bool], _Group] = {}
     bases: set[str] = set()
@@ -298,10 +305,11 @@ def _split(reader, source, out, stem, manifest, catalog, max_lines, max_bytes, o
                 if isinstance(parsed, LineError):
                     reject(number, parsed.reason)
                     continue
-                first = custom_ids.setdefault(parsed.custom_id, number)
-                if first != number:
-                    reject(number, f"custom_id {parsed.custom_id!r} is already used on line {first}")
-                    continue
+                if check_duplicates:
+                    first = custom_ids.setdefault(parsed.custom_id, number)
+                    if first != number:
+                        reject(number, f"custom_id {parsed.custom_id!r} is already used on line {first}")
+                        continue
                 model = parsed.model
                 thinking = False if parsed.is_embedding else is_thinking(parsed.body, catalog.model(model))
                 key = (model, parsed.url, thinking)

@@ -173,6 +173,8 @@ class _Run:
         self.processed = 0
         self.ok_lines: List[str] = []  # serialized output lines, processing order
         self.err_lines: List[str] = []  # serialized error lines, processing order
+        self.number = 0  # 1-based creation order
+        self.last_step = 0.0  # clock() at the last step (step_seconds mode)
 
 
 class _ClientError(Exception):
@@ -206,6 +208,21 @@ class FakeDashScope:
       back off for ~0.5 s instead).
     * ``empty_list_data_null``: the real service answers an empty
       ``GET /batches`` with ``"data": null`` (recorded); keep True to mimic it.
+    * ``instant``: a batch runs to its end on its first retrieve (validation,
+      every line, files): the mode for benchmarks and many-part jobs.
+    * ``expire_batches``: {batch number: fraction}: the Nth batch created
+      (1-based) processes that fraction of its lines on its first in_progress
+      retrieve, then expires (partial output and error files, as a
+      cancellation writes them).
+
+    * ``step_seconds``: a batch advances over time instead of per retrieve:
+      a retrieve moves it one step only when ``clock()`` has moved at least
+      this far since its last step (or its create); drive ``clock`` from a
+      test to follow a job through hours without sleeping.
+
+    A ``fail_custom_ids`` mapping value may carry ``"times": N``: that line
+    fails on its first N runs (in any batch) and succeeds after, as a
+    retryable error does.
     """
 
     def __init__(
@@ -220,6 +237,9 @@ class FakeDashScope:
         clock: Optional[Callable[[], float]] = None,
         retry_after_ms: int = 1,
         empty_list_data_null: bool = True,
+        instant: bool = False,
+        expire_batches: Optional[Mapping[int, float]] = None,
+        step_seconds: Optional[float] = None,
     ):
         self.api_key = api_key
         self.steps = steps
@@ -234,6 +254,10 @@ class FakeDashScope:
         self.clock = clock or time.time
         self.retry_after_ms = retry_after_ms
         self.empty_list_data_null = empty_list_data_null
+        self.instant = instant
+        self.expire_batches = dict(expire_batches or {})
+        self.step_seconds = step_seconds
+        self._line_runs: collections.Counter = collections.Counter()  # custom_id -> times it ran
 
         self._lock = threading.RLock()
         self._rng = random.Random(seed)
@@ -652,6 +676,8 @@ class FakeDashScope:
         }
         self.batches[batch_id] = batch
         self._runs[batch_id] = _Run(self.steps)
+        self._runs[batch_id].number = len(self.batches)
+        self._runs[batch_id].last_step = self.clock()
         return self._json(200, batch)
 
     def _list_batches(self, query) -> _Response:
@@ -716,6 +742,21 @@ class FakeDashScope:
     # ---- lifecycle
     def _advance(self, batch: Dict[str, Any], run: _Run) -> None:
         status = batch["status"]
+        if self.step_seconds is not None and status not in TERMINAL_STATUSES:
+            if self.clock() - run.last_step < self.step_seconds:
+                return
+            run.last_step = self.clock()
+        if self.instant and status in ("validating", "in_progress", "finalizing"):
+            if status == "validating":
+                self._validate(batch, run)
+            if batch["status"] != "failed":
+                self._process_until(batch, run, len(run.lines))
+                self._complete(batch, run)
+            return
+        if status == "in_progress" and run.number in self.expire_batches:
+            self._process_until(batch, run, math.floor(len(run.lines) * self.expire_batches[run.number]))
+            self._finish_early(batch, run, "expired")
+            return
         if status == "validating":
             self._validate(batch, run)
         elif status == "in_progress":
@@ -766,6 +807,11 @@ class FakeDashScope:
         if custom_id not in fails:
             return None
         spec = dict(fails[custom_id]) if isinstance(fails, Mapping) else {}
+        times = spec.pop("times", None)
+        if times is not None:
+            self._line_runs[custom_id] += 1
+            if self._line_runs[custom_id] > times:
+                return None
         spec.setdefault("status_code", 400)
         spec.setdefault("code", "InvalidParameter")
         spec.setdefault("message", f"Injected failure for custom_id {custom_id}.")
