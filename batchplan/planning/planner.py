@@ -555,7 +555,7 @@ def plan_files(
     parallel = workers > 1 and total_bytes >= threshold
     expect_bytes = getattr(planner.counter, "expect_bytes", None)  # (a counter of the caller's own may not)
     if expect_bytes is not None:
-        expect_bytes(total_bytes)  # so that the tokenizer engine suits the input's size
+        expect_bytes(total_bytes, workers if parallel else 1)  # so that the tokenizer engine suits the input
     files: dict[str, Plan] = {name: Plan() for name in names}
     # Every row and error names its file, one file or many: messages read PATH:LINE.
     blocks = _blocks(names, True, PARALLEL_BLOCK_BYTES if parallel else BLOCK_BYTES)

@@ -26,9 +26,10 @@ checked identical on every benchmark file, fixture and sample, every Unicode
 code point in fourteen contexts, and CJK-, code- and emoji-heavy text
 (docs/counting.md, "Engines"); fastokens is also checked on probe texts each
 time it loads, and tiktoken is used when that fails. fastokens counts 2-6x
-faster but takes about 1 s more to load, so by default (``auto``) it counts
-only inputs of FAST_ENGINE_MIN_BYTES or more, and tiktoken everything else
-and wherever fastokens is not installed. ``BATCHPLAN_TOKENIZER=tiktoken`` or
+faster but takes about 1 s more to load, before any worker starts, so by
+default (``auto``) it counts only inputs of FAST_ENGINE_MIN_BYTES or more per
+counting process, and tiktoken everything else and wherever fastokens is not
+installed. ``BATCHPLAN_TOKENIZER=tiktoken`` or
 ``=fastokens`` chooses one engine for everything, to check one against the
 other.
 """
@@ -129,10 +130,14 @@ AUTO = "auto"
 ENGINES = (TIKTOKEN, FASTOKENS)
 # Chooses the engine for every count: auto (the default), tiktoken or fastokens.
 ENGINE_VARIABLE = "BATCHPLAN_TOKENIZER"
-# Under ``auto``, inputs of this many bytes or more are counted by fastokens.
-# It loads in about 1.2 s of CPU against 0.26 s for tiktoken, and counts
-# unique text 2-6x faster (measured 2026-12-03, one core, fastokens 0.3.5,
-# tiktoken 0.14): the load pays for itself at about 10-20 MB of unique text.
+# Under ``auto``, inputs of this many bytes or more per counting process are
+# counted by fastokens. It loads in about 1.2 s of CPU against 0.26 s for
+# tiktoken, once, before the workers fork; then it counts unique text 2-6x
+# faster (measured 2026-12-03, one core, fastokens 0.3.5, tiktoken 0.14). In
+# CPU instructions its load costs 4.1 G more and it saves 0.39 G per MB of the
+# unique-content benchmark file and 0.07 G per MB of the shared-prompt one,
+# whose prompt is counted once anyway: it pays for itself at about 11 MB and
+# 57 MB per process. The worker processes share the saving, not the load.
 FAST_ENGINE_MIN_BYTES = 32 * 1024 * 1024
 # Texts fastokens must count as tiktoken does, each time it loads; a changed
 # release that does not falls back to tiktoken. (text, ordinary count, count
@@ -230,14 +235,15 @@ def requested_engine() -> str:
     return value
 
 
-def choose_engine(input_bytes: int | None = None) -> str:
-    """The engine to count ``input_bytes`` of input with (None: unknown, as
-    for one request): what ``BATCHPLAN_TOKENIZER`` asks for, else fastokens
-    for large inputs when it is installed, else tiktoken."""
+def choose_engine(input_bytes: int | None = None, processes: int = 1) -> str:
+    """The engine to count ``input_bytes`` of input with over ``processes``
+    processes (None: unknown, as for one request): what ``BATCHPLAN_TOKENIZER``
+    asks for, else fastokens for large inputs when it is installed, else
+    tiktoken."""
     asked = requested_engine()
     if asked != AUTO:
         return asked
-    if input_bytes is not None and input_bytes >= FAST_ENGINE_MIN_BYTES and fastokens_available():
+    if input_bytes is not None and input_bytes >= FAST_ENGINE_MIN_BYTES * max(1, processes) and fastokens_available():
         return FASTOKENS
     return TIKTOKEN
 
@@ -284,18 +290,21 @@ class TokenCounter:
             engine = TiktokenEngine(encoding)
         self._engine = engine  # an engine, its name, or None (chosen on first use)
         self._input_bytes: int | None = None
+        self._processes = 1
         self._count = self._count_special = None  # the engine's methods, once loaded
 
-    def expect_bytes(self, input_bytes: int) -> None:
-        """Say how large the input is, so that ``auto`` can choose the engine
-        (no effect once counting has started, or with an engine given)."""
+    def expect_bytes(self, input_bytes: int, processes: int = 1) -> None:
+        """Say how large the input is and over how many processes it is
+        counted, so that ``auto`` can choose the engine (no effect once
+        counting has started, or with an engine given)."""
         self._input_bytes = input_bytes
+        self._processes = processes
 
     def engine_name(self) -> str:
         """The name of the engine that counts (or will), without loading it."""
         engine = self._engine
         if engine is None:
-            return choose_engine(self._input_bytes)
+            return choose_engine(self._input_bytes, self._processes)
         return engine if isinstance(engine, str) else engine.name
 
     @property
@@ -303,7 +312,7 @@ class TokenCounter:
         """The engine that counts, loaded on first use."""
         engine = self._engine
         if engine is None or isinstance(engine, str):
-            engine = self._engine = shared_engine(engine or choose_engine(self._input_bytes))
+            engine = self._engine = shared_engine(engine or choose_engine(self._input_bytes, self._processes))
         return engine
 
     @property

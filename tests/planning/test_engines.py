@@ -143,6 +143,9 @@ def test_auto_takes_fastokens_for_large_inputs_only(monkeypatch):
     assert choose_engine(None) == TIKTOKEN
     assert choose_engine(tokens.FAST_ENGINE_MIN_BYTES - 1) == TIKTOKEN
     assert choose_engine(tokens.FAST_ENGINE_MIN_BYTES) == FASTOKENS
+    # Workers share the saving, not the load: the bar rises with them.
+    assert choose_engine(2 * tokens.FAST_ENGINE_MIN_BYTES - 1, processes=2) == TIKTOKEN
+    assert choose_engine(2 * tokens.FAST_ENGINE_MIN_BYTES, processes=2) == FASTOKENS
 
 
 def test_auto_takes_tiktoken_when_fastokens_is_missing(monkeypatch):
