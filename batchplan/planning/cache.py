@@ -71,14 +71,21 @@ class ModelStats:
     truncated: bool = False
 
     def merge(self, other: "ModelStats") -> "ModelStats":
-        prefixes: dict[bytes, Prefix] = {}
-        for source in (self.prefixes, other.prefixes):
-            for key, p in source.items():
-                mine = prefixes.get(key)
-                if mine is None:
-                    prefixes[key] = Prefix(p.tokens, p.parent_tokens, p.mode, Counter(p.uses))
-                else:
-                    mine.uses.update(p.uses)
+        # The smaller table is folded into a copy of the larger one: merging
+        # a file's plan block by block costs the size of each block, not of
+        # the file's table so far. Neither side changes; a prefix in both
+        # gets a new Prefix, the others are shared (never changed after
+        # their block is planned).
+        big, small = (self.prefixes, other.prefixes) if len(self.prefixes) >= len(other.prefixes) else (other.prefixes, self.prefixes)
+        prefixes = dict(big)
+        for key, p in small.items():
+            mine = prefixes.get(key)
+            if mine is None:
+                prefixes[key] = p
+            else:
+                uses = Counter(mine.uses)
+                uses.update(p.uses)
+                prefixes[key] = Prefix(mine.tokens, mine.parent_tokens, mine.mode, uses)
         out = ModelStats(prefixes, self.input_tokens + other.input_tokens, self.histogram + other.histogram,
                          self.explicit_requests + other.explicit_requests, self.truncated or other.truncated)
         out._bound()
@@ -220,18 +227,26 @@ class PrefixDigests:
     time, so each prefix's digest continues the one before.
 
     Requests of a file mostly share their first turns (a system prompt, a
-    few-shot block), so a turn that followed the same prefix before is looked
-    up, not hashed again: by its pieces, whose hashes Python keeps from when
-    they were counted. The digests are the same either way."""
+    few-shot block), so a whole prefix, or a turn that followed the same
+    prefix, seen before is looked up, not hashed again: by its pieces, whose
+    hashes Python keeps from when they were counted. The digests are the same
+    either way."""
 
     def __init__(self):
-        # (digest before the turn, or the mode; the turn's pieces) -> (digest, running hash)
+        # (digest before the turn, or the mode; the turn's pieces) -> (digest, running hash),
+        # and (mode, cuts, pieces up to the last cut) -> the digest at each cut
         self._memo: dict[tuple, tuple] = {}
         self._chars = 0
 
-    def keys(self, mode: str, pieces: list[str | None], cuts: list[int]) -> list[bytes]:
+    def keys(self, mode: str, pieces: list[str | None], cuts: list[int]) -> tuple[bytes, ...]:
         """The digest of ``pieces[:cut]`` for each cut, in order."""
         memo = self._memo
+        # The whole prefix seen before (every request of a shared-prompt
+        # file): one look-up instead of one a turn.
+        whole = (mode, tuple(cuts), tuple(pieces[:cuts[-1]])) if cuts else None
+        found = memo.get(whole)
+        if found is not None:
+            return found
         out = []
         parent: str | bytes = mode
         running = None
@@ -252,6 +267,13 @@ class PrefixDigests:
                 self._chars += len(text)
             parent, running = found
             out.append(parent)
+        out = tuple(out)
+        if whole is not None:
+            if self._chars > DIGEST_MEMO_CHARS or len(memo) >= DIGEST_MEMO_TURNS:
+                memo.clear()
+                self._chars = 0
+            memo[whole] = out
+            self._chars += sum(len(piece) for piece in whole[2] if piece is not SPECIAL)
         return out
 
 

@@ -412,20 +412,15 @@ class TokenCounter:
         ``cut_tokens`` the tokens up to there. One pass over the pieces."""
         total = 0
         cache = self._cache
-        after_special = False
-        index = 0
-        for piece in pieces:
-            index += 1
+        for index, piece in enumerate(pieces, 1):
             if piece is SPECIAL:
                 total += 1
-                after_special = True
                 continue
             count = cache.get(piece)
             total += count if count is not None else self._count_new(piece)
-            if after_special and piece == "\n":
+            if piece == "\n" and index > 1 and pieces[index - 2] is SPECIAL:
                 cuts.append(index)
                 cut_tokens.append(total)
-            after_special = False
         return total
 
     def prompt_tokens(self, body: dict[str, Any], url: str = "/v1/chat/completions", template: str = "qwen3") -> int:
