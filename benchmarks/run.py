@@ -5,6 +5,7 @@
     python benchmarks/run.py --quick    # files at 1/10 size, for a quick look
     python benchmarks/run.py --check    # also check that the counts agree
     python benchmarks/run.py --only cluster,sample   # only the large-job variants
+    python benchmarks/run.py --only engines,cache    # tokenizer engines; --cache expected against plain
 
 Besides the plain script, it times two variants of batchplan against its own
 full local count, on the 500 MB file with --full (else the unique-content
@@ -21,6 +22,16 @@ peak of the summed proportional set size (PSS: shared pages split between the
 processes sharing them) of its whole process tree, sampled every 0.1 s. It
 prints figures and never fails on time; ``--check`` exits 1 when a count
 differs.
+
+``engines`` times ``compare`` with each tokenizer engine installed
+(BATCHPLAN_TOKENIZER=tiktoken, =fastokens) on the unique-content and
+shared-prompt files, and with each the floor (benchmarks/floor.py: one
+process that only parses each line and encodes its contents); it prints the
+floor's time divided by the cores over compare's time, the share of what that
+many processes of the engine could do at best. --check: each engine's JSON
+plan is identical, and so are the floor's counts. ``cache`` times
+``compare --cache expected`` against plain ``compare`` on the same files
+(target: at most 1.3x); --check: the same prompt tokens.
 
 Generated files are kept in benchmarks/data/ (git-ignored) and reused.
 """
@@ -41,6 +52,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import generate  # noqa: E402
+
+ENGINES = ("tiktoken", "fastokens")  # BATCHPLAN_TOKENIZER values (planning/tokens.py)
+CACHE_TARGET = 1.3  # --cache expected costs at most this many times plain compare
 
 # kind: (what the issue asks of it, minimum speed-up)
 TARGETS = {
@@ -114,14 +128,15 @@ def cpu_ticks() -> tuple[int, int] | None:
     return user + nice + system + irq + softirq, steal
 
 
-def run_once(command: list[str], tree_memory: bool = False) -> dict:
+def run_once(command: list[str], tree_memory: bool = False, env: dict | None = None) -> dict:
     """Run ``command``; its wall time, peak RSS of any one process, its
     output, how much CPU other processes used meanwhile (they skew the
     timing), and, when asked, the peak PSS of the process tree. Sampling PSS
     takes CPU from the command, so timed runs do not sample."""
     ticks = cpu_ticks()
     start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=dict(os.environ, **env) if env else None)
     sampler = TreeMemory(child.pid) if tree_memory and os.path.exists("/proc/self/smaps_rollup") else None
     if sampler:
         sampler.start()
@@ -270,6 +285,123 @@ def bench_variant(kind: str, path: str, repeat: int, extra: list[str], check: bo
     return row
 
 
+def installed_engines() -> list[str]:
+    import importlib.util
+
+    return [e for e in ENGINES if e == "tiktoken" or importlib.util.find_spec(e) is not None]
+
+
+def _alternate(commands: dict[str, tuple[list[str], dict]], repeat: int) -> dict[str, list[dict]]:
+    """Each command ``repeat`` times, in order then in reverse (A B C C B A ...)."""
+    runs: dict[str, list[dict]] = {name: [] for name in commands}
+    names = list(commands)
+    for i in range(repeat):
+        for name in names if i % 2 == 0 else reversed(names):
+            command, env = commands[name]
+            result = run_once(command, env=env)
+            if result["code"] not in (0, 1):
+                sys.exit(f"{name} failed (exit {result['code']}): {result['err'].strip()[-500:]}")
+            runs[name].append(result)
+    return runs
+
+
+def _median(runs: list[dict]) -> float:
+    return statistics.median(r["seconds"] for r in runs)
+
+
+def bench_engines(kind: str, path: str, repeat: int, extra: list[str], cores: int) -> list[dict]:
+    """``compare --json`` with each engine, and the floor with each, alternated."""
+    commands = {}
+    for engine in installed_engines():
+        env = {"BATCHPLAN_TOKENIZER": engine}
+        commands[f"compare {engine}"] = (batchplan_command() + ["compare", "--json"] + extra + [path], env)
+        commands[f"floor {engine}"] = ([sys.executable, os.path.join(HERE, "floor.py"), path, "--engine", engine], env)
+    runs = _alternate(commands, repeat)
+    rows = []
+    base = _median(runs["compare tiktoken"])
+    first_doc = json.loads(runs["compare tiktoken"][0]["out"])
+    first_floor = runs["floor tiktoken"][0]["out"]
+    for engine in installed_engines():
+        compare_runs, floor_runs = runs[f"compare {engine}"], runs[f"floor {engine}"]
+        compare_s, floor_s = _median(compare_runs), _median(floor_runs)
+        rows.append({
+            "kind": kind,
+            "path": path,
+            "mb": os.path.getsize(path) / 1e6,
+            "engine": engine,
+            "compare_s": compare_s,
+            "floor_s": floor_s,
+            "compare_cpu_s": statistics.median(r["cpu_s"] for r in compare_runs),
+            "compare_runs_s": [round(r["seconds"], 3) for r in compare_runs],
+            "floor_runs_s": [round(r["seconds"], 3) for r in floor_runs],
+            "share_of_floor": floor_s / cores / compare_s,
+            "vs_tiktoken": base / compare_s,
+            "same_plan": all(json.loads(r["out"]) == first_doc for r in compare_runs),
+            "same_floor": all(r["out"] == first_floor for r in floor_runs),
+            "input_tokens": first_doc["total"]["input_tokens"],
+        })
+    return rows
+
+
+def bench_cache(kind: str, path: str, repeat: int, extra: list[str]) -> dict:
+    """``compare --json --cache expected`` against ``compare --json``, alternated."""
+    plain = batchplan_command() + ["compare", "--json"] + extra + [path]
+    runs = _alternate({"plain": (plain, None), "cache": (plain[:-1] + ["--cache", "expected", path], None)}, repeat)
+    docs = {name: [json.loads(r["out"]) for r in rs] for name, rs in runs.items()}
+    return {
+        "kind": kind,
+        "path": path,
+        "mb": os.path.getsize(path) / 1e6,
+        "plain_s": _median(runs["plain"]),
+        "cache_s": _median(runs["cache"]),
+        "plain_runs_s": [round(r["seconds"], 3) for r in runs["plain"]],
+        "cache_runs_s": [round(r["seconds"], 3) for r in runs["cache"]],
+        "ratio": _median(runs["cache"]) / _median(runs["plain"]),
+        # CPU seconds of each process tree: less shaken than wall time by a busy host.
+        "plain_cpu_s": statistics.median(r["cpu_s"] for r in runs["plain"]),
+        "cache_cpu_s": statistics.median(r["cpu_s"] for r in runs["cache"]),
+        "same_tokens": len({d["total"]["input_tokens"] for ds in docs.values() for d in ds}) == 1,
+    }
+
+
+def show_engines(rows: list[dict], cores: int) -> None:
+    if not rows:
+        return
+    print()
+    header = f"{'file':<34} {'MB':>6} {'engine':<10} {'compare s':>9} {'vs tiktoken':>11} {'floor s (1 proc)':>16} {'share of floor':>14}  {'plan':<9}"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        label = TARGETS[row["kind"]][0]
+        plan = "identical" if row["same_plan"] and row["same_floor"] else "DIFFERENT"
+        print(f"{label:<34} {row['mb']:>6.0f} {row['engine']:<10} {row['compare_s']:>9.2f} {row['vs_tiktoken']:>10.2f}x"
+              f" {row['floor_s']:>16.2f} {row['share_of_floor']:>13.0%}  {plan:<9}")
+    print()
+    print(f"share of floor = (floor time / {cores} cores) / compare time: what {cores} processes that only parse and encode, "
+          f"with the same engine, could do at best, against compare; medians of alternated runs.")
+    by_kind: dict[str, set] = {}
+    for row in rows:
+        by_kind.setdefault(row["kind"], set()).add(row["input_tokens"])
+    for kind, counts in by_kind.items():
+        verdict = "identical for every engine" if len(counts) == 1 else "DIFFERENT between engines"
+        print(f"check {kind}: prompt tokens {verdict}: {', '.join(f'{n:,}' for n in sorted(counts))}")
+
+
+def show_cache(rows: list[dict]) -> None:
+    if not rows:
+        return
+    print()
+    header = f"{'file':<34} {'MB':>6} {'compare s':>9} {'--cache expected s':>18} {'ratio':>6} {'target':>7} {'CPU s ratio':>12}"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(f"{TARGETS[row['kind']][0]:<34} {row['mb']:>6.0f} {row['plain_s']:>9.2f} {row['cache_s']:>18.2f} "
+              f"{row['ratio']:>5.2f}x {'<=' + str(CACHE_TARGET) + 'x':>7} {row['cache_cpu_s'] / row['plain_cpu_s']:>11.2f}x"
+              + ("" if row["same_tokens"] else "  prompt tokens DIFFERENT"))
+    print()
+    print("ratio = --cache expected time / plain compare time, median of alternated runs; CPU s ratio: the same in CPU seconds.")
+
+
 def show_variants(rows: list[dict]) -> None:
     if not rows:
         return
@@ -325,10 +457,10 @@ def main(argv=None) -> int:
     parser.add_argument("--json", dest="json_out", default=None, metavar="PATH", help="also write the figures to PATH")
     args = parser.parse_args(argv)
 
-    kinds = ["unique", "shared", "tiny"] + (["large"] if args.full else []) + list(VARIANTS)
+    kinds = ["unique", "shared", "tiny"] + (["large"] if args.full else []) + list(VARIANTS) + ["engines", "cache"]
     if args.only:
         kinds = [k for k in args.only.split(",") if k]
-        unknown = set(kinds) - set(TARGETS) - set(VARIANTS)
+        unknown = set(kinds) - set(TARGETS) - set(VARIANTS) - {"engines", "cache"}
         if unknown:
             parser.error(f"unknown kind(s): {', '.join(sorted(unknown))}")
     scale = 0.1 if args.quick else 1.0
@@ -337,8 +469,18 @@ def main(argv=None) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"{cores} cores, load average {load:.2f}; python {sys.version.split()[0]}; batchplan: {' '.join(batchplan_command())}")
-    rows, variants = [], []
+    print(f"tokenizer engines installed: {', '.join(installed_engines())}")
+    rows, variants, engines, caches = [], [], [], []
     for kind in kinds:
+        if kind in ("engines", "cache"):
+            for file_kind in ("unique", "shared"):
+                path = generate.generate(file_kind, scale)
+                print(f"timing {kind}: {path} ({os.path.getsize(path) / 1e6:.0f} MB), {args.repeat} runs each ...", flush=True)
+                if kind == "engines":
+                    engines += bench_engines(file_kind, path, args.repeat, extra, cores)
+                else:
+                    caches.append(bench_cache(file_kind, path, args.repeat, extra))
+            continue
         if kind in VARIANTS:
             # On the 500 MB file with --full, else on the unique-content file.
             path = generate.generate("large" if args.full else "unique", scale)
@@ -352,12 +494,16 @@ def main(argv=None) -> int:
     if rows:
         show(rows)
     show_variants(variants)
+    show_engines(engines, cores)
+    show_cache(caches)
     if args.json_out:
         with open(args.json_out, "w") as handle:
-            json.dump({"cores": cores, "load": load, "rows": rows, "variants": variants}, handle, indent=2)
+            json.dump({"cores": cores, "load": load, "rows": rows, "variants": variants, "engines": engines, "cache": caches}, handle, indent=2)
     # A 95% interval misses the full count one run in twenty: the sample's
     # check is printed, never failed on.
-    if args.check and not (all(r["same_count"] for r in rows) and all(v.get("ok", True) for v in variants if v["kind"] != "sample")):
+    if args.check and not (all(r["same_count"] for r in rows) and all(v.get("ok", True) for v in variants if v["kind"] != "sample")
+                           and all(e["same_plan"] and e["same_floor"] for e in engines) and all(c["same_tokens"] for c in caches)
+                           and all(len({e["input_tokens"] for e in engines if e["kind"] == k}) == 1 for k in {e["kind"] for e in engines})):
         return 1
     return 0
 

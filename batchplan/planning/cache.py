@@ -71,14 +71,21 @@ class ModelStats:
     truncated: bool = False
 
     def merge(self, other: "ModelStats") -> "ModelStats":
-        prefixes: dict[bytes, Prefix] = {}
-        for source in (self.prefixes, other.prefixes):
-            for key, p in source.items():
-                mine = prefixes.get(key)
-                if mine is None:
-                    prefixes[key] = Prefix(p.tokens, p.parent_tokens, p.mode, Counter(p.uses))
-                else:
-                    mine.uses.update(p.uses)
+        # The smaller table is folded into a copy of the larger one: merging
+        # a file's plan block by block costs the size of each block, not of
+        # the file's table so far. Neither side changes; a prefix in both
+        # gets a new Prefix, the others are shared (never changed after
+        # their block is planned).
+        big, small = (self.prefixes, other.prefixes) if len(self.prefixes) >= len(other.prefixes) else (other.prefixes, self.prefixes)
+        prefixes = dict(big)
+        for key, p in small.items():
+            mine = prefixes.get(key)
+            if mine is None:
+                prefixes[key] = p
+            else:
+                uses = Counter(mine.uses)
+                uses.update(p.uses)
+                prefixes[key] = Prefix(mine.tokens, mine.parent_tokens, mine.mode, uses)
         out = ModelStats(prefixes, self.input_tokens + other.input_tokens, self.histogram + other.histogram,
                          self.explicit_requests + other.explicit_requests, self.truncated or other.truncated)
         out._bound()
@@ -131,12 +138,42 @@ def boundaries(pieces: list[str | None]) -> list[int]:
 
 
 def observe(stats: RealtimeStats, model: str, tier: str, input_tokens: int, pieces: list[str | None] | None,
-            count_piece, explicit: set[int] | None, minimums: dict[str, int]) -> None:
+            count_piece, explicit: set[int] | None, minimums: dict[str, int], digests: "PrefixDigests | None" = None) -> None:
     """Record one request: its prefixes (``pieces`` from templates.render;
     None for an embedding), its input tokens and its histogram bin.
 
     ``count_piece`` counts one text piece; ``explicit`` holds the indexes of
-    the messages with a marker (empty: implicit cache)."""
+    the messages with a marker (empty: implicit cache). ``record`` does the
+    same from counts already made."""
+    cuts: list[int] = []
+    cut_tokens: list[int] = []
+    if pieces is not None:
+        count_turns(pieces, count_piece, cuts, cut_tokens)
+    record(stats, model, tier, input_tokens, pieces, cuts, cut_tokens, explicit, minimums, digests)
+
+
+def count_turns(pieces: list[str | None], count_piece, cuts: list[int], cut_tokens: list[int]) -> int:
+    """The tokens of ``pieces`` by ``count_piece``; appends each turn boundary
+    (``boundaries``) to ``cuts`` and the tokens up to it to ``cut_tokens``.
+    ``TokenCounter.count_turns`` is the same, faster."""
+    total = 0
+    start = 0
+    for cut in boundaries(pieces):
+        total += sum(1 if piece is SPECIAL else count_piece(piece) for piece in pieces[start:cut])
+        cuts.append(cut)
+        cut_tokens.append(total)
+        start = cut
+    return total + sum(1 if piece is SPECIAL else count_piece(piece) for piece in pieces[start:])
+
+
+def record(stats: RealtimeStats, model: str, tier: str, input_tokens: int, pieces: list[str | None] | None,
+           cuts: list[int], cut_tokens: list[int], explicit: set[int] | None, minimums: dict[str, int],
+           digests: "PrefixDigests | None" = None) -> None:
+    """Record one request from the render that was counted: ``cuts`` are its
+    turn boundaries (``boundaries(pieces)``) and ``cut_tokens`` the prompt
+    tokens up to each (``TokenCounter.count_turns`` gives both while it
+    counts), so no piece is counted or rendered twice. ``digests`` remembers
+    the digests of prefixes seen before (one per planner)."""
     s = stats.models.get(model)
     if s is None:
         s = stats.models[model] = ModelStats()
@@ -146,7 +183,6 @@ def observe(stats: RealtimeStats, model: str, tier: str, input_tokens: int, piec
         return
     mode = EXPLICIT if explicit else IMPLICIT
     minimum = minimums[mode]
-    cuts = boundaries(pieces)
     if mode == IMPLICIT:
         # The last turn is what makes a request its own (the question, the
         # document): only what comes before it is a prefix other requests can
@@ -154,37 +190,91 @@ def observe(stats: RealtimeStats, model: str, tier: str, input_tokens: int, piec
         # the table, past MAX_PREFIXES on large files, and push the shared
         # ones out. An identical repeated request is not counted as a hit of
         # its last turn (conservative; an assumption).
-        cuts = cuts[:-1]
-    if mode == EXPLICIT:
+        kept = range(len(cuts) - 1)
+    else:
         s.explicit_requests += 1
         # The n-th closed turn is the n-th message (a tools preamble merges
         # into the system turn, so this is approximate with tools; assumption).
-        cuts = [cut for n, cut in enumerate(cuts) if n in explicit]
-    if not cuts:
+        kept = [n for n in range(len(cuts)) if n in explicit]
+    # Prefixes below the minimum are not recorded, and need no digest.
+    kept = [n for n in kept if cut_tokens[n] >= minimum]
+    if not kept:
         return
-    digest = hashlib.blake2b(mode.encode(), digest_size=16)
-    tokens = 0
+    keys = (digests or PrefixDigests()).keys(mode, pieces, [cuts[n] for n in kept])
     parent = 0
-    start = 0
-    for cut in cuts:
-        for piece in pieces[start:cut]:
-            if piece is SPECIAL:
-                digest.update(b"\x00S\x00")
-                tokens += 1
-            else:
-                digest.update(piece.encode("utf-8", "surrogatepass"))
-                tokens += count_piece(piece)
-        start = cut
-        if tokens < minimum:
-            continue
-        key = digest.copy().digest()
-        p = s.prefixes.get(key)
+    prefixes = s.prefixes
+    for n, key in zip(kept, keys):
+        tokens = cut_tokens[n]
+        p = prefixes.get(key)
         if p is None:
-            p = s.prefixes[key] = Prefix(tokens, parent, mode)
+            p = prefixes[key] = Prefix(tokens, parent, mode)
         p.uses[tier] += 1
         parent = tokens
-    if len(s.prefixes) > 2 * MAX_PREFIXES:  # trimmed now and then, not per request
+    if len(prefixes) > 2 * MAX_PREFIXES:  # trimmed now and then, not per request
         s._bound()
+
+
+_SPECIAL_MARK = "\x00S\x00"  # a special token in a prefix digest
+# PrefixDigests forgets everything past this many characters of remembered
+# turns, or this many turns, so its memory stays flat (per planner).
+DIGEST_MEMO_CHARS = 4_000_000
+DIGEST_MEMO_TURNS = 50_000
+
+
+class PrefixDigests:
+    """The digest of each prefix of a prompt: blake2b of the cache mode, then
+    of each piece's UTF-8 (a special token as b"\\0S\\0"), fed a turn at a
+    time, so each prefix's digest continues the one before.
+
+    Requests of a file mostly share their first turns (a system prompt, a
+    few-shot block), so a whole prefix, or a turn that followed the same
+    prefix, seen before is looked up, not hashed again: by its pieces, whose
+    hashes Python keeps from when they were counted. The digests are the same
+    either way."""
+
+    def __init__(self):
+        # (digest before the turn, or the mode; the turn's pieces) -> (digest, running hash),
+        # and (mode, cuts, pieces up to the last cut) -> the digest at each cut
+        self._memo: dict[tuple, tuple] = {}
+        self._chars = 0
+
+    def keys(self, mode: str, pieces: list[str | None], cuts: list[int]) -> tuple[bytes, ...]:
+        """The digest of ``pieces[:cut]`` for each cut, in order."""
+        memo = self._memo
+        # The whole prefix seen before (every request of a shared-prompt
+        # file): one look-up instead of one a turn.
+        whole = (mode, tuple(cuts), tuple(pieces[:cuts[-1]])) if cuts else None
+        found = memo.get(whole)
+        if found is not None:
+            return found
+        out = []
+        parent: str | bytes = mode
+        running = None
+        start = 0
+        for cut in cuts:
+            turn = tuple(pieces[start:cut])
+            start = cut
+            found = memo.get((parent, turn))
+            if found is None:
+                running = running.copy() if running is not None else hashlib.blake2b(mode.encode(), digest_size=16)
+                text = "".join([_SPECIAL_MARK if piece is SPECIAL else piece for piece in turn])
+                running.update(text.encode("utf-8", "surrogatepass"))
+                found = (running.digest(), running)
+                if self._chars > DIGEST_MEMO_CHARS or len(memo) >= DIGEST_MEMO_TURNS:
+                    memo.clear()
+                    self._chars = 0
+                memo[(parent, turn)] = found
+                self._chars += len(text)
+            parent, running = found
+            out.append(parent)
+        out = tuple(out)
+        if whole is not None:
+            if self._chars > DIGEST_MEMO_CHARS or len(memo) >= DIGEST_MEMO_TURNS:
+                memo.clear()
+                self._chars = 0
+            memo[whole] = out
+            self._chars += sum(len(piece) for piece in whole[2] if piece is not SPECIAL)
+        return out
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,7 @@ class Planner:
         # Prefix statistics for --cache/--html; off, they cost nothing.
         self.realtime_stats = realtime_stats
         self._cache_minimums = None
+        self._prefix_digests = None
         self._model_facts: dict[str, _ModelFacts] = {}
         self._facts_of = self.catalog
 
@@ -139,10 +140,6 @@ class Planner:
         """Record what real-time pricing needs (cache prefixes, histogram)."""
         from batchplan.planning import cache
 
-        if self._cache_minimums is None:
-            from batchplan.planning.realtime import cache_rules
-
-            self._cache_minimums = cache_rules(self.catalog).minimums
         if plan.realtime is None:
             plan.realtime = cache.RealtimeStats()
         body = request.body
@@ -150,7 +147,23 @@ class Planner:
         if not request.is_embedding:
             pieces = render(body, self.catalog.template_for(body["model"]))
         cache.observe(plan.realtime, body["model"], tier or "-", input_tokens, pieces, self.counter.count_text,
-                      cache.explicit_marks(body) if pieces is not None else None, self._cache_minimums)
+                      cache.explicit_marks(body) if pieces is not None else None, self._minimums(), self._digests())
+
+    def _digests(self):
+        """The planner's memory of prefix digests (cache.PrefixDigests)."""
+        if self._prefix_digests is None:
+            from batchplan.planning.cache import PrefixDigests
+
+            self._prefix_digests = PrefixDigests()
+        return self._prefix_digests
+
+    def _minimums(self) -> dict[str, int]:
+        """The fewest tokens a cached prefix has, per cache mode (catalog)."""
+        if self._cache_minimums is None:
+            from batchplan.planning.realtime import cache_rules
+
+            self._cache_minimums = cache_rules(self.catalog).minimums
+        return self._cache_minimums
 
     def _warn(self, plan: Plan, request: Request, model, thinking: bool, input_tokens: int, unpriced: str | None) -> None:
         body = request.body
@@ -221,8 +234,10 @@ class Planner:
         (parse, count, price), which keeps the tokenizer's tables in the CPU
         cache while it runs: about 10% faster than line by line. Without
         ``on_request`` (and without prefix statistics) no row is needed, and
-        the totals are summed without one (``_plan_totals``): the same plan."""
-        if on_request is None and not self.realtime_stats:
+        the totals are summed without one (``_plan_totals``): the same plan,
+        prefix statistics included."""
+        if on_request is None and (not self.realtime_stats or hasattr(self.counter, "count_turns")):
+            # (a counter of the caller's own without count_turns takes rows)
             return self._plan_totals(lines, file)
         plan = Plan()
         lines = iter(lines)
@@ -250,10 +265,25 @@ class Planner:
         ints per model, tier, thinking mode and url, and each sum is priced
         once (``pricing.price_group``, equal to the sum of ``price_request``).
         Invalid lines and lines with a warning go through the same code as
-        in ``plan_lines``. ``tests/planning/test_hot_path.py`` checks the plans are equal."""
+        in ``plan_lines``. ``tests/planning/test_hot_path.py`` checks the plans are equal.
+
+        With prefix statistics (``realtime_stats``: --cache, --html), a plain
+        line is rendered once: the pieces that are counted are the pieces
+        whose prefixes are hashed, and the tokens up to each turn come from
+        the same count (``TokenCounter.count_turns``, ``cache.record``)."""
         if self._facts_of is not self.catalog:  # a planner whose catalog was replaced
             self._model_facts = {}
             self._facts_of = self.catalog
+        stats = self.realtime_stats
+        if stats:
+            from batchplan.planning import cache
+
+            minimums = self._minimums()
+            digests = self._digests()
+            record = cache.record
+            count_turns = self.counter.count_turns
+            # per line of the stage: (pieces, cuts, tokens at each cut), or None
+            turns: list = []
         plan = Plan()
         # (model, tier label, thinking, url) -> [requests, input, output or None, all priced, tier]
         groups: dict[tuple, list] = {}
@@ -276,13 +306,24 @@ class Planner:
             if not parsed:
                 break
             counts = []
+            if stats:
+                turns.clear()
             for item in parsed:
                 if type(item) is tuple:
                     body = item[2]
-                    counts.append(prompt_tokens(body, CHAT_URL, self._facts(body["model"]).template))
+                    if stats:
+                        pieces = render(body, self._facts(body["model"]).template)
+                        cuts: list[int] = []
+                        cut_tokens: list[int] = []
+                        counts.append(count_turns(pieces, cuts, cut_tokens))
+                        turns.append((pieces, cuts, cut_tokens))
+                    else:
+                        counts.append(prompt_tokens(body, CHAT_URL, self._facts(body["model"]).template))
                 else:
                     counts.append(None if isinstance(item, LineError) else self.prompt_tokens(item))
-            for item, input_tokens in zip(parsed, counts):
+                    if stats:
+                        turns.append(None)
+            for index, (item, input_tokens) in enumerate(zip(parsed, counts)):
                 if input_tokens is None:
                     self._plan_parsed(item, None, plan, file)
                     continue
@@ -310,6 +351,15 @@ class Planner:
                 if unpriced is not None or facts.may_warn(body, thinking, input_tokens) or (not plain and not embedding and (media_parts(body) or "translation_options" in body)):
                     request = Request(line.number, doc["custom_id"], url, body, len(line.raw)) if plain else item
                     self._warn(plan, request, model, thinking, input_tokens, unpriced)
+                if stats:
+                    if plan.realtime is None:
+                        plan.realtime = cache.RealtimeStats()
+                    if plain:
+                        # A plain body has string contents: no cache_control marker.
+                        pieces, cuts, cut_tokens = turns[index]
+                        record(plan.realtime, name, label or "-", input_tokens, pieces, cuts, cut_tokens, None, minimums, digests)
+                    else:
+                        self._observe(plan, item, label, input_tokens)
                 key = (name, label or "-", thinking, url)
                 group = groups.get(key)
                 if group is None:
@@ -405,13 +455,18 @@ def _pool(workers: int, planner: Planner):
     from concurrent.futures import ProcessPoolExecutor
 
     if "fork" in multiprocessing.get_all_start_methods():
-        planner.counter.encoding  # load once, before forking, so workers share it
+        load = getattr(planner.counter, "load", None)
+        if load is not None:
+            load()  # once, before forking, so that workers share the engine
         # Keep the collector off the parent's objects in the workers, so
         # their pages (the vocabulary among them) stay shared, not copied.
         gc.freeze()
         ctx = multiprocessing.get_context("fork")
         return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(planner, None))
-    args = (planner.catalog, planner.region, planner.output, None, planner.realtime_stats, planner.images)
+    # Each spawned worker loads the engine the parent chose.
+    engine_name = getattr(planner.counter, "engine_name", None)
+    counter = TokenCounter(engine=engine_name()) if engine_name is not None else None
+    args = (planner.catalog, planner.region, planner.output, counter, planner.realtime_stats, planner.images)
     return ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(None, args))
 
 
@@ -500,6 +555,9 @@ def plan_files(
     total_bytes = sum(_input_size(name) for name in names)  # fail on any bad path before work starts
     threshold = PARALLEL_MIN_BYTES if parallel_min_bytes is None else parallel_min_bytes
     parallel = workers > 1 and total_bytes >= threshold
+    expect_bytes = getattr(planner.counter, "expect_bytes", None)  # (a counter of the caller's own may not)
+    if expect_bytes is not None:
+        expect_bytes(total_bytes, workers if parallel else 1)  # so that the tokenizer engine suits the input
     files: dict[str, Plan] = {name: Plan() for name in names}
     # Every row and error names its file, one file or many: messages read PATH:LINE.
     blocks = _blocks(names, True, PARALLEL_BLOCK_BYTES if parallel else BLOCK_BYTES)
