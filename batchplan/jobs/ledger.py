@@ -190,6 +190,8 @@ class Ledger:
             conn.execute("PRAGMA synchronous=FULL")  # a committed step survives a power cut
             conn.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
+            if is_damaged(exc):
+                raise LedgerError(damaged_message(self.path, exc)) from None
             raise LedgerError(f"{self.path}: cannot open the ledger ({exc}); set {HOME_ENV} to a writable directory") from None
         self._conn = conn
         return conn
@@ -210,6 +212,8 @@ class Ledger:
         try:
             rows = conn.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
+            if is_damaged(exc):
+                raise LedgerError(damaged_message(self.path, exc)) from None
             raise LedgerError(f"{self.path}: cannot read the ledger ({exc})") from None
         return [_entry(row) for row in rows]
 
@@ -264,6 +268,25 @@ class Ledger:
         self._write("UPDATE submissions SET status=?, updated=? WHERE batch_id=? AND (status IS NOT ? )",
                     (status, time.time(), batch_id, status))
 
+    def restore(self, entry: Entry) -> bool:
+        """Write back an entry rebuilt from the service (``ledger_rebuild``);
+        False when the ledger has that submission already."""
+        conn = self._connect(create=True)
+        values = tuple(_dump(getattr(entry, c)) if c in ("metadata", "estimate") else
+                       int(entry.test) if c == "test" else getattr(entry, c) for c in _COLUMNS)
+        try:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                known = conn.execute("SELECT 1 FROM submissions WHERE token=? OR (batch_id IS NOT NULL AND batch_id=?)",
+                                     (entry.token, entry.batch_id)).fetchone()
+                if known:
+                    return False
+                conn.execute(f"INSERT INTO submissions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                             values)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"{self.path}: cannot write the ledger ({exc})") from None
+        return True
+
     # -- lookups ---------------------------------------------------------------
     def get(self, token: str) -> Entry:
         entry = self._one("SELECT * FROM submissions WHERE token=?", (token,))
@@ -298,6 +321,18 @@ class Ledger:
         if limit is not None:
             return self._query(sql + " LIMIT ?", (int(limit),))
         return self._query(sql)
+
+
+def is_damaged(exc: BaseException) -> bool:
+    """A file that is not an SQLite database, or a damaged one (SQLITE_NOTADB,
+    SQLITE_CORRUPT): the sqlite3 module raises those as DatabaseError itself,
+    where a locked or read-only ledger is an OperationalError."""
+    return type(exc) is sqlite3.DatabaseError
+
+
+def damaged_message(path: Path, exc: BaseException) -> str:
+    return (f"{path}: the ledger is damaged ({exc}); `batchplan ledger rebuild` moves it aside and restores "
+            "batchplan's batches of the last 30 days from the service")
 
 
 def _dump(value: Any) -> str | None:
