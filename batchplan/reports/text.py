@@ -32,7 +32,7 @@ def saving_percent(row: Row) -> str:
 # What the compare tables give up, in order, when the width is short (after
 # short headers and a legend). A new column takes its place in these lists.
 PLAN_STEPS = (fit.narrow("saving"), fit.merge("tier", "model"), fit.drop("requests"), fit.drop("saving"),
-              fit.drop("output_tokens"))
+              fit.drop("output_tokens"), fit.drop("input_tokens"))
 FILE_STEPS = (fit.narrow("file"),) + PLAN_STEPS
 REALTIME_STEPS = (fit.drop("limits"), fit.drop("list_cost"), fit.drop("hit_share"), fit.drop("free_quota"),
                   fit.drop("cache"), fit.drop("takes"))
