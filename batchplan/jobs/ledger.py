@@ -230,7 +230,7 @@ class Ledger:
         now = time.time()
         self._write(
             f"INSERT INTO submissions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-            (token, INTENT, sha256, os.path.abspath(path), region, base_url, endpoint, window,
+            (token, INTENT, sha256, _where(path), region, base_url, endpoint, window,
              _dump(metadata), _dump(estimate), int(test), None, None, None, None, os.getpid(),
              socket.gethostname(), now, now),
         )
@@ -241,7 +241,7 @@ class Ledger:
         """Take over an interrupted submission in this process, with this run's options."""
         self._write(
             "UPDATE submissions SET path=?, window=?, metadata=?, estimate=?, pid=?, host=?, updated=? WHERE token=?",
-            (os.path.abspath(path), window, _dump(metadata), _dump(estimate), os.getpid(), socket.gethostname(),
+            (_where(path), window, _dump(metadata), _dump(estimate), os.getpid(), socket.gethostname(),
              time.time(), token),
         )
         return self.get(token)
@@ -321,6 +321,11 @@ class Ledger:
         if limit is not None:
             return self._query(sql + " LIMIT ?", (int(limit),))
         return self._query(sql)
+
+
+def _where(path: str) -> str:
+    """The path to record: absolute, but ``-`` (standard input) as it is."""
+    return path if path == "-" else os.path.abspath(path)
 
 
 def is_damaged(exc: BaseException) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import dataclass
@@ -95,6 +96,7 @@ class StdinReader:
         self._raw = raw
         self._head = b""
         self.size = 0  # bytes handed out
+        self._copy: BinaryIO | None = None  # where every byte handed out is also written (copy_stdin)
 
     def _peek(self, n: int) -> bytes:
         while len(self._head) < n:
@@ -114,6 +116,8 @@ class StdinReader:
         else:
             data = self._raw.read(size)
         self.size += len(data)
+        if self._copy is not None and data:
+            self._copy.write(data)
         return data
 
     def seekable(self) -> bool:
@@ -151,6 +155,29 @@ def _open_stdin() -> StdinReader:
     reader = StdinReader(raw)
     _STDIN_READER = (stream, reader)
     return reader
+
+
+@contextlib.contextmanager
+def copy_stdin(path: str) -> Iterator[None]:
+    """While the block runs, every byte read from standard input is also
+    written to ``path`` (a new file); what is left unread at the end is
+    copied too. For a command that must read its input twice (check it, then
+    upload it): the pipe is still read once."""
+    reader = _open_stdin()
+    if reader.size:
+        raise InputError(f"{STDIN}: standard input was read already; it can be read only once")
+    try:
+        copy = open(path, "xb")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write a copy of standard input ({exc.strerror or exc})") from None
+    reader._copy = copy
+    try:
+        yield
+        while reader.read(BLOCK_BYTES):
+            pass
+    finally:
+        reader._copy = None
+        copy.close()
 
 
 def input_size(handle: BinaryIO) -> int:

@@ -81,6 +81,63 @@ def test_per_request_dash_writes_rows_to_stdout_and_no_table(run):
     assert both.exit_code == 2 and "standard output" in both.stderr
 
 
+def test_split_reads_stdin_and_names_its_parts_stdin(run, tmp_path):
+    data = SAMPLE.read_bytes()
+    result = run("split", "-", "--out", tmp_path / "parts", input=data)
+    assert result.exit_code == 0, result.stderr
+    (part,) = (tmp_path / "parts").glob("stdin.*.part-001.jsonl")
+    assert part.read_bytes() == data
+    manifest = json.loads((tmp_path / "parts" / "stdin.manifest.json").read_text())
+    assert manifest["source"]["path"] == "-"
+
+
+def test_reconcile_reads_its_input_or_its_output_from_stdin(run):
+    from tests.conftest import FIXTURES
+
+    folder = FIXTURES / "reconcile"
+    files = run("reconcile", folder / "input.jsonl", folder / "output.jsonl", "--json")
+    piped_input = run("reconcile", "-", folder / "output.jsonl", "--json", input=(folder / "input.jsonl").read_bytes())
+    piped_output = run("reconcile", folder / "input.jsonl", "-", "--json", input=(folder / "output.jsonl").read_bytes())
+    assert files.exit_code == piped_input.exit_code == piped_output.exit_code
+    a, b, c = (json.loads(r.stdout) for r in (files, piped_input, piped_output))
+    assert a["total"] == b["total"] == c["total"]
+    twice = run("reconcile", "-", "-", input=(folder / "input.jsonl").read_bytes())
+    assert twice.exit_code == 2 and "standard input was read already" in twice.stderr
+
+
+@pytest.fixture
+def fake_api(tmp_path, monkeypatch):
+    from tests.fakes.dashscope_server import FakeDashScope
+
+    with FakeDashScope(api_key="sk-conventions") as server:
+        monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-conventions")
+        monkeypatch.setenv("DASHSCOPE_BASE_URL", server.base_url)
+        monkeypatch.setenv("BATCHPLAN_HOME", str(tmp_path / "home"))
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+        yield server
+
+
+def test_submit_reads_stdin_once_and_uploads_exactly_it(run, fake_api, tmp_path):
+    from batchplan.jobs.ledger import Ledger
+
+    data = SAMPLE.read_bytes()
+    asked = run("submit", "-", input=data)  # the pipe is the data: nothing to answer a prompt with
+    assert asked.exit_code == 2 and "pass --yes" in asked.stderr and not fake_api.files
+    result = run("submit", "-", "--yes", input=data)
+    assert result.exit_code == 0, result.stderr
+    (uploaded,) = fake_api.files.values()
+    assert uploaded["bytes"] == data
+    (batch,) = fake_api.batches.values()
+    assert batch["metadata"]["batchplan_path"] == "-"
+    with Ledger(tmp_path / "home") as ledger:
+        (entry,) = ledger.entries()
+    assert entry.path == "-" and entry.batch_id == batch["id"]
+    again = run("submit", "-", "--yes", input=data)  # the same content: refused, as from a file
+    assert again.exit_code == 1 and len(fake_api.batches) == 1
+
+
 # -- a table that fits the terminal ----------------------------------------------------
 
 @pytest.mark.parametrize("width", [80, 120, 200])
