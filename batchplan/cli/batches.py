@@ -139,6 +139,7 @@ def submit(file, region, base_url, request_timeout, max_retries, window, name, d
     from batchplan.jobs.rules import batch_metadata, parse_window
     from batchplan.planning.reading import STDIN, copy_stdin
     from batchplan.reports import batches as text
+    from batchplan.reports.fit import output_width
     from batchplan.reports.text import table
 
     try:
@@ -160,7 +161,7 @@ def submit(file, region, base_url, request_timeout, max_retries, window, name, d
             source = os.path.join(scratch, "stdin.jsonl")
         with copy_stdin(source) if file == STDIN else contextlib.nullcontext():
             check = _check(file, catalog, price_region, quiet)
-        click.echo(table(check.plan))
+        click.echo(table(check.plan, output_width(sys.stdout)))
         if not quiet:
             _echo_lines(text.plan_warning_lines(check), err=True)
         _refuse_violations(check, "not submitted")

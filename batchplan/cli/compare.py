@@ -154,6 +154,6 @@ def prices(region, prices_file, as_json):
     if as_json:
         click.echo(json.dumps(catalog.raw, ensure_ascii=False, indent=2))
     else:
-        click.echo(prices_table(catalog, region))
+        click.echo(prices_table(catalog, region, output_width(sys.stdout)))
 
 

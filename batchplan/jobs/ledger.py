@@ -268,24 +268,30 @@ class Ledger:
         self._write("UPDATE submissions SET status=?, updated=? WHERE batch_id=? AND (status IS NOT ? )",
                     (status, time.time(), batch_id, status))
 
-    def restore(self, entry: Entry) -> bool:
-        """Write back an entry rebuilt from the service (``ledger_rebuild``);
-        False when the ledger has that submission already."""
+    def restore(self, entry: Entry) -> str | None:
+        """Write back an entry rebuilt from the service (``ledger_rebuild``):
+        "added"; "completed" when the ledger had it as an interrupted
+        submission (now created, with its batch); None when it had it already."""
         conn = self._connect(create=True)
         values = tuple(_dump(getattr(entry, c)) if c in ("metadata", "estimate") else
                        int(entry.test) if c == "test" else getattr(entry, c) for c in _COLUMNS)
         try:
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
-                known = conn.execute("SELECT 1 FROM submissions WHERE token=? OR (batch_id IS NOT NULL AND batch_id=?)",
+                known = conn.execute("SELECT state FROM submissions WHERE token=? OR (batch_id IS NOT NULL AND batch_id=?)",
                                      (entry.token, entry.batch_id)).fetchone()
+                if known and known["state"] in PENDING:
+                    conn.execute("UPDATE submissions SET state=?, input_file_id=?, batch_id=?, status=?, error=NULL, "
+                                 "updated=? WHERE token=?", (CREATED, entry.input_file_id, entry.batch_id, entry.status,
+                                                            entry.updated, entry.token))
+                    return "completed"
                 if known:
-                    return False
+                    return None
                 conn.execute(f"INSERT INTO submissions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
                              values)
         except sqlite3.Error as exc:
             raise LedgerError(f"{self.path}: cannot write the ledger ({exc})") from None
-        return True
+        return "added"
 
     # -- lookups ---------------------------------------------------------------
     def get(self, token: str) -> Entry:

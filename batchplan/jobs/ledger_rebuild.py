@@ -10,7 +10,8 @@ batch batchplan created carries its submission in its metadata
 2. lists the account's batches created in the last ``days`` (30), newest
    first, page by page;
 3. writes back an entry for each batch batchplan created that the ledger
-   does not have (a healthy ledger only gains the ones it lacks);
+   does not have (a healthy ledger only gains the ones it lacks, and an
+   entry it holds as interrupted whose batch exists becomes created);
 4. reports what it could not restore: batchplan's batches whose metadata is
    incomplete, and how many batches batchplan did not make.
 
@@ -53,6 +54,7 @@ class Rebuilt:
     damaged: str | None = None  # why the old file was moved aside
     moved_to: Path | None = None
     restored: list[Entry] = field(default_factory=list)
+    completed: list[Entry] = field(default_factory=list)  # interrupted in the ledger, created on the service
     already: list[str] = field(default_factory=list)  # batch ids the ledger had
     not_restored: list[NotRestored] = field(default_factory=list)  # batchplan's, but unreadable
     others: list[str] = field(default_factory=list)  # batch ids batchplan did not create
@@ -168,10 +170,12 @@ def rebuild(ledger: Ledger, client, *, days: int = DAYS, now: float | None = Non
             made = entry_from_batch(batch, client.base_url, now)
             if isinstance(made, str):
                 result.not_restored.append(NotRestored(batch.get("id") or "?", made))
-            elif ledger.restore(made):
-                result.restored.append(made)
             else:
-                result.already.append(made.batch_id or "?")
+                done = ledger.restore(made)
+                if done is None:
+                    result.already.append(made.batch_id or "?")
+                else:
+                    (result.restored if done == "added" else result.completed).append(made)
     except _Unfinished:
         result.complete = False
     return result

@@ -22,6 +22,8 @@ def rebuild_lines(result) -> list[str]:
                    f"estimated batch cost {estimate_cost(e.estimate or {})}, last status {e.status})")
     if len(result.restored) > SHOW:
         out.append(f"... and {len(result.restored) - SHOW:,} more restored")
+    for e in result.completed[:SHOW]:
+        out.append(f"completed {e.batch_id}: the ledger had {e.path} as interrupted; its batch exists")
     if result.already:
         out.append(f"{len(result.already):,} batch(es) were in the ledger already")
     for miss in result.not_restored[:SHOW]:
@@ -50,6 +52,7 @@ def rebuild_document(result) -> dict[str, Any]:
         "listed": result.listed,
         "restored": [{"batch_id": e.batch_id, "token": e.token, "path": e.path, "region": e.region,
                       "status": e.status, "submitted": iso(e.started)} for e in result.restored],
+        "completed": [{"batch_id": e.batch_id, "token": e.token, "path": e.path} for e in result.completed],
         "already_in_ledger": result.already,
         "not_restored": [{"batch_id": m.batch_id, "reason": m.reason} for m in result.not_restored],
         "not_batchplans": result.others,

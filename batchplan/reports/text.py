@@ -207,10 +207,12 @@ def _locations(result: BatchPlan, kind: str, limit: int = 10) -> list[str]:
     return out
 
 
-def prices_table(catalog, region: str) -> str:
-    """The catalog's prices for one region, one row per model x tier."""
-    from tabulate import tabulate
+PRICES_STEPS = (fit.drop("source"), fit.drop("limits"), fit.drop("thinking_output"))
 
+
+def prices_table(catalog, region: str, width: int | None = None) -> str:
+    """The catalog's prices for one region, one row per model x tier (fitted
+    to ``width`` as the compare table is)."""
     cur = catalog.currency(region)
     rows = []
     for name, model in sorted(catalog.models.items()):
@@ -218,21 +220,29 @@ def prices_table(catalog, region: str) -> str:
         lim = model.limits
         limits = f"{tokens(lim.context_window)}/{tokens(lim.max_input)}/{tokens(lim.max_output)}"
         if price is None:
-            rows.append([name, "-", "no price", "", "", limits, ""])
+            rows.append({"model": name, "tier": "-", "input": "no price", "limits": limits})
             continue
         for tier in price.tiers:
-            rows.append([
-                name,
-                price.tier_label(tier),
-                str(tier.input),
-                "-" if tier.output is None else str(tier.output),
-                "" if tier.thinking_output is None else str(tier.thinking_output),
-                limits if tier.index == 0 else "",
-                f"{price.source} {price.as_of}" if tier.index == 0 else "",
-            ])
-    headers = ["model", "tier (input tokens)", f"input {cur}/1M", f"output {cur}/1M", "thinking output", "context/max in/max out", "source"]
-    text = tabulate(rows, headers, tablefmt="simple", disable_numparse=True)
+            rows.append({
+                "model": name,
+                "tier": price.tier_label(tier),
+                "input": str(tier.input),
+                "output": "-" if tier.output is None else str(tier.output),
+                "thinking_output": "" if tier.thinking_output is None else str(tier.thinking_output),
+                "limits": limits if tier.index == 0 else "",
+                "source": f"{price.source} {price.as_of}" if tier.index == 0 else "",
+            })
+    columns = [
+        fit.Column("model", "model", align="left"),
+        fit.Column("tier", "tier (input tokens)", "tier", align="left", explain=False),
+        fit.Column("input", f"input {cur}/1M", f"in {cur}/1M", align="left"),
+        fit.Column("output", f"output {cur}/1M", f"out {cur}/1M", align="left"),
+        fit.Column("thinking_output", "thinking output", "thinking", align="left"),
+        fit.Column("limits", "context/max in/max out", "ctx/in/out", align="left"),
+        fit.Column("source", "source", align="left"),
+    ]
+    fitted = fit.fit_table(columns, rows, width, PRICES_STEPS)
     sources = catalog.raw.get("sources", {})
     notes = [f"  {key}: {s.get('url', '')} (retrieved {s.get('retrieved', '?')})" for key, s in sorted(sources.items())]
-    return text + f"\n\nRegion {region}: {catalog.regions[region].name}, {cur}. Batch = 50% of these prices.\nSources:\n" + "\n".join(notes)
-
+    prose = _fit_notes([fitted]) + [f"Region {region}: {catalog.regions[region].name}, {cur}. Batch = 50% of these prices."]
+    return "\n".join(fitted.lines) + "\n\n" + "\n".join(fit.wrap(prose, width)) + "\nSources:\n" + "\n".join(fit.wrap(notes, width))

@@ -162,6 +162,14 @@ def test_narrow_tables_shorten_headers_then_leave_columns_out_in_order(run):
     assert "output tokens" not in left_out  # still shown at 80
 
 
+def test_prices_table_fits_too(run):
+    full = run("prices").stdout
+    narrow = run("prices", env={"COLUMNS": "80"}).stdout
+    table = narrow.split("\n\n")[0].splitlines()
+    assert max(len(x) for x in table) <= 80 < max(len(x) for x in full.split("\n\n")[0].splitlines())
+    assert "Left out at this width: source, context/max in/max out" in narrow.replace("\n  ", " ")
+
+
 def test_json_and_per_request_ignore_the_width(run, tmp_path):
     plain = run("compare", SAMPLE, "--json").stdout
     assert run("compare", SAMPLE, "--json", env={"COLUMNS": "40"}).stdout == plain

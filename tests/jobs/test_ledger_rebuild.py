@@ -130,3 +130,19 @@ def test_a_truncated_ledger_is_damaged_and_a_healthy_one_is_not(run, write_batch
     ledger_file.write_bytes(data[:100] + b"\0" * (len(data) - 100))  # the header survives, the pages do not
     assert damage(ledger_file) is not None
     assert damage(home / "missing.sqlite3") is None
+
+
+def test_an_interrupted_entry_whose_batch_exists_becomes_created(run, write_batch, server, home):
+    import sqlite3
+
+    submitted(run, write_batch, "crashed")
+    (batch,) = server.batches.values()
+    # As if the process died after the create and before recording it.
+    with sqlite3.connect(home / "ledger.sqlite3") as conn:
+        conn.execute("UPDATE submissions SET state='uploaded', batch_id=NULL, status=NULL")
+    result = run("ledger", "rebuild", "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert [c["batch_id"] for c in doc["completed"]] == [batch["id"]] and doc["restored"] == []
+    (entry,) = Ledger(home).entries()
+    assert entry.state == "created" and entry.batch_id == batch["id"] and entry.status == batch["status"]
