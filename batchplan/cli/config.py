@@ -216,14 +216,14 @@ def _line_of(text: str, key: str) -> int | None:
 
 # -- applying them ---------------------------------------------------------------
 
-def default_map(group: click.Group, values: Mapping[str, Value], ctx: click.Context | None = None) -> dict[str, dict[str, Any]]:
+def default_map(group: click.Group, values: Mapping[str, Value]) -> dict[str, dict[str, Any]]:
     """click's ``default_map`` for the commands of ``group``: each set value
     for every command with an option of that name (subgroups included)."""
     chosen = {name: v.value for name, v in values.items() if v.is_set}
     out: dict[str, dict[str, Any]] = {}
     for name, command in group.commands.items():
         if isinstance(command, click.Group):
-            nested = default_map(command, values, ctx)
+            nested = default_map(command, values)
             if nested:
                 out[name] = nested
             continue

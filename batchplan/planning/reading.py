@@ -107,11 +107,11 @@ class StdinReader:
         return self._head[:n]
 
     def read(self, size: int = -1) -> bytes:
-        if self._head:
-            data, self._head = (self._head, b"") if size < 0 or size >= len(self._head) else (self._head[:size], self._head[size:])
-            if size < 0:
-                data += self._raw.read()
-            elif len(data) < size:
+        if size < 0:
+            data, self._head = self._head + self._raw.read(), b""
+        elif self._head:
+            data, self._head = self._head[:size], self._head[size:]
+            if len(data) < size:
                 data += self._raw.read(size - len(data))
         else:
             data = self._raw.read(size)

@@ -30,7 +30,9 @@ def saving_percent(row: Row) -> str:
 # -- table --------------------------------------------------------------------
 
 # What the compare tables give up, in order, when the width is short (after
-# short headers and a legend). A new column takes its place in these lists.
+# short headers and a legend). A new column is a Column in _plan_columns (with
+# a short header), a key in _row (a Cell when it has a narrower form, such as
+# a value without its interval), and a place in these lists.
 PLAN_STEPS = (fit.narrow("saving"), fit.merge("tier", "model"), fit.drop("requests"), fit.drop("saving"),
               fit.drop("output_tokens"), fit.drop("input_tokens"))
 FILE_STEPS = (fit.narrow("file"),) + PLAN_STEPS

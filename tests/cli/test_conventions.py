@@ -315,3 +315,21 @@ def test_money_from_config_stays_exact(dirs):
     from batchplan.cli.config import load
 
     assert load()["max_cost"].value == Decimal("0.1")
+
+
+def test_stdin_reader_hands_out_its_head_then_the_rest_in_any_sizes():
+    import io
+
+    from batchplan.planning.reading import StdinReader
+
+    data = b"0123456789" * 5
+    for size in (1, 3, 6, 7, 50, 100):
+        reader = StdinReader(io.BytesIO(data))
+        assert reader._peek(6) == data[:6]
+        got = b""
+        while chunk := reader.read(size):
+            got += chunk
+        assert got == data and reader.size == len(data)
+    reader = StdinReader(io.BytesIO(data))
+    reader._peek(6)
+    assert reader.read() == data
