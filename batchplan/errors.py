@@ -4,6 +4,7 @@
 
     BatchplanError                 one line for the user; .exit_code (2 unless set)
      ├── InputError                a batch, output or price file that cannot be used
+     │    ├── ConfigError          (cli.config) a batchplan.toml or BATCHPLAN_* value that cannot be used
      │    ├── CalibrationError     (jobs.calibrate) an output file that cannot calibrate
      │    ├── ReconcileError       (jobs.results) an output or error file that cannot be read
      │    ├── ImageError           (planning.images) an image part whose size cannot be read

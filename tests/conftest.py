@@ -19,6 +19,14 @@ def line(custom_id="1", model="qwen-plus", messages=None, url="/v1/chat/completi
     return json.dumps({"custom_id": custom_id, "method": "POST", "url": url, "body": payload}, ensure_ascii=False)
 
 
+@pytest.fixture(autouse=True)
+def _no_user_config(tmp_path_factory, monkeypatch):
+    """No test reads the developer's own batchplan.toml or BATCHPLAN_* defaults (cli.config)."""
+    monkeypatch.setenv("BATCHPLAN_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
+    for name in ("BATCHPLAN_REGION", "BATCHPLAN_MAX_COST", "BATCHPLAN_WINDOW", "BATCHPLAN_OUTPUT_TOKENS", "COLUMNS", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def write_batch(tmp_path):
     """Write lines (strings or bytes) to a batch file and return its path."""

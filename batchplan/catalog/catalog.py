@@ -209,7 +209,8 @@ class Catalog:
                 for alias in m.get("aliases", ()):
                     self._aliases[alias] = name
         except (AttributeError, KeyError, TypeError, ValueError, InvalidOperation) as exc:
-            raise CatalogError(f"catalog does not follow the schema: {exc!r}") from None
+            # A ValueError says which model and field in words; anything else is shown as it is.
+            raise CatalogError(f"catalog does not follow the schema: {exc if type(exc) is ValueError else repr(exc)}") from None
         self._cache: dict[str, Model | None] = {}
 
     def model(self, name: str) -> Model | None:
@@ -400,8 +401,9 @@ def load_catalog(prices_file: str | Path | None = None) -> Catalog:
         raise CatalogError(f"{path}: not UTF-8") from None
     except (json.JSONDecodeError, RecursionError) as exc:
         raise CatalogError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(overlay, dict):
-        raise CatalogError(f"{path}: a catalog is a JSON object")
+    from batchplan.catalog.schema import check
+
+    check(overlay, str(path))  # the field at fault and what it expects (catalog.schema.json)
     try:
         return catalog.merged(overlay)
     except CatalogError as exc:

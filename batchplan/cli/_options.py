@@ -125,6 +125,11 @@ def output_assumption(output_tokens, output_ratio, calibrate, catalog=None, cali
     its input, else maps its models through ``catalog`` (calibrate.py)."""
     from batchplan.planning.output import CALIBRATED, PER_REQUEST, RATIO, OutputAssumption
 
+    if output_tokens is not None and (output_ratio is not None or calibrate is not None):
+        from batchplan.cli.config import from_config
+
+        if from_config("output_tokens"):
+            output_tokens = None  # a configured default gives way to the assumption chosen on the command line
     chosen = [o for o in (output_tokens, output_ratio, calibrate) if o is not None]
     if len(chosen) > 1:
         raise click.UsageError("choose one of --output-tokens, --output-ratio and --calibrate")

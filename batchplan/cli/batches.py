@@ -116,6 +116,8 @@ def submit(file, region, base_url, request_timeout, max_retries, window, name, d
     and planned (as `batchplan compare`, at the worst case: every request
     writing its max output). Only then is it uploaded (files.create,
     purpose=batch) and the batch created on the file's url.
+    FILE - reads standard input (once: it is checked as it is copied, and
+    the copy uploaded); with a pipe on standard input, pass --yes.
 
     Every step is recorded in the ledger ($BATCHPLAN_HOME, else the user data
     directory) before it is taken. If a submit is interrupted (crash, lost
@@ -136,7 +138,9 @@ def submit(file, region, base_url, request_timeout, max_retries, window, name, d
     from batchplan.errors import InputError
     from batchplan.jobs.guard import BUSY, batch_cost_text, check_budget, decide, read_history
     from batchplan.jobs.rules import batch_metadata, parse_window
+    from batchplan.planning.reading import STDIN, copy_stdin
     from batchplan.reports import batches as text
+    from batchplan.reports.fit import output_width
     from batchplan.reports.text import table
 
     try:
@@ -153,17 +157,21 @@ def submit(file, region, base_url, request_timeout, max_retries, window, name, d
     catalog = load_catalog_or_fail(prices_file)
 
     with tempfile.TemporaryDirectory(prefix="batchplan-") as scratch:
-        check = _check(file, catalog, price_region, quiet)
-        click.echo(table(check.plan))
+        source = file  # what is uploaded: standard input is copied as it is checked (read once)
+        if file == STDIN:
+            source = os.path.join(scratch, "stdin.jsonl")
+        with copy_stdin(source) if file == STDIN else contextlib.nullcontext():
+            check = _check(file, catalog, price_region, quiet)
+        click.echo(table(check.plan, output_width(sys.stdout)))
         if not quiet:
             _echo_lines(text.plan_warning_lines(check), err=True)
         _refuse_violations(check, "not submitted")
 
-        upload_path, submitted = file, check
+        upload_path, submitted = source, check
         limits = catalog.batch_limits
         if test_run:
-            upload_path = os.path.join(scratch, os.path.basename(file) + ".test.jsonl")
-            _write_test_copy(file, upload_path, limits)
+            upload_path = os.path.join(scratch, os.path.basename(source) + ".test.jsonl")
+            _write_test_copy(source, upload_path, limits)
             submitted = _check(upload_path, catalog, price_region, True)
             _refuse_violations(submitted, f"--test: the copy for {limits.test_model} breaks a rule; not submitted",
                                shown_as=f"{file} (test copy)")
@@ -190,7 +198,8 @@ def submit(file, region, base_url, request_timeout, max_retries, window, name, d
         resume = decision.resume
         what = text.submission_text(submitted.requests, conn.base_url, submitted.url, window)
         if dry_run:
-            _echo_lines(text.dry_run_lines(resume, upload_path, submitted.bytes, digest, what, cost_text))
+            shown = file if upload_path == source else upload_path  # "-", not the copy that is thrown away
+            _echo_lines(text.dry_run_lines(resume, shown, submitted.bytes, digest, what, cost_text))
             sys.exit(EXIT_OK)
         if not yes:
             if not sys.stdin.isatty():

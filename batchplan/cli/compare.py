@@ -28,8 +28,9 @@ from batchplan.planning.estimate import budget_gate
 from batchplan.planning.paths import plan_paths
 from batchplan.planning.planner import unique_paths
 from batchplan.planning.sampling import parse_sample
-from batchplan.reports.documents import PerRequestWriter, document, per_request_format
+from batchplan.reports.documents import STDOUT, PerRequestWriter, document, per_request_format
 from batchplan.reports.estimate import warning_lines as pilot_warning_lines
+from batchplan.reports.fit import output_width
 from batchplan.reports.html import require_html, write_html
 from batchplan.reports.text import prices_table, table, warning_lines
 
@@ -54,7 +55,7 @@ EXIT_OVER_BUDGET = 4  # --max-cost: the gate's figure is over the amount
                    "(a dated snapshot to its base).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as a JSON document (docs/json.md).")
 @click.option("--per-request", type=click.Path(dir_okay=False), default=None, metavar="PATH",
-              help="Write one row per input line to PATH (.jsonl or .csv).")
+              help="Write one row per input line to PATH (.jsonl or .csv); - writes JSON lines to standard output instead of the table.")
 @click.option("--force", is_flag=True, help="Overwrite --per-request or --html PATH if it exists.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes for large files [default: available cores].")
@@ -93,7 +94,10 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
     Counts every request's prompt tokens as DashScope bills them, assumes
     output tokens (the worst case unless you say otherwise), and prices each
     request at its own tier, real-time and through the Batch API (50%).
-    Several files or globs give one combined plan plus a row per file.
+    Several files or globs give one combined plan plus a row per file;
+    - reads standard input (all of it: not with --sample or --cluster).
+    The table fits the terminal (or $COLUMNS): short headers, then fewer
+    columns; --json and --per-request have every field.
     Then the real-time side as DashScope would bill it (--cache, --free-quota)
     and as long as it would take at the account's limits (--rpm, --tpm),
     against batch, with a verdict per model and for the whole plan.
@@ -140,7 +144,10 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
             per_request_format(per_request)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--per-request") from None
-        refuse_overwrite(per_request, force)
+        if per_request == STDOUT and as_json:
+            raise click.UsageError("--per-request - and --json would both write to standard output; give --per-request a file")
+        if per_request != STDOUT:
+            refuse_overwrite(per_request, force)
     with contextlib.ExitStack() as stack:
         writer = stack.enter_context(PerRequestWriter(per_request)) if per_request else None
         bar = stack.enter_context(progress_bar(file_size(*paths), quiet, "planning"))
@@ -160,8 +167,8 @@ def compare(files, region, prices_file, output_tokens, output_ratio, calibrate, 
         write_html(result, html_path, catalog)
     if as_json:
         click.echo(json.dumps(document(result), ensure_ascii=False, indent=2))
-    else:
-        click.echo(table(result))
+    elif per_request != STDOUT:  # with --per-request -, standard output carries the rows alone
+        click.echo(table(result, output_width(sys.stdout)))
     if not quiet or result.exit_code == 2:
         for line in warning_lines(result):
             click.echo(line, err=True)
@@ -191,6 +198,6 @@ def prices(region, prices_file, as_json):
     if as_json:
         click.echo(json.dumps(catalog.raw, ensure_ascii=False, indent=2))
     else:
-        click.echo(prices_table(catalog, region))
+        click.echo(prices_table(catalog, region, output_width(sys.stdout)))
 
 

@@ -10,12 +10,13 @@ Exit codes (also in the README):
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from batchplan._version import __version__
-from batchplan.cli import batches, compare, files, reconcile
+from batchplan.cli import batches, compare, config, files, ledger, pilot, reconcile
 from batchplan.cli import run as run_commands
 from batchplan.cli._options import EXIT_USAGE, Fail, os_error_message
 from batchplan.errors import BatchplanError
@@ -50,31 +51,36 @@ class Batchplan(click.Group):
 
 @click.group(cls=Batchplan, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="batchplan")
-def cli() -> None:
+@click.pass_context
+def cli(ctx) -> None:
     """Plan, price and run DashScope (Qwen) Batch API jobs.
 
     Start with `batchplan compare FILE.jsonl`: exact prompt tokens, the
     real-time cost and the batch cost of every request, before you pay.
+
+    \b
+    Defaults for --region, --max-cost, --window and --output-tokens come
+    from BATCHPLAN_* variables and batchplan.toml files (batchplan config).
+    Shell completion: eval "$(_BATCHPLAN_COMPLETE=bash_source batchplan)"
+    (zsh_source, fish_source for zsh and fish; see the README).
     """
+    if not ctx.resilient_parsing:
+        config.apply(ctx)
 
 
 
 for command in (compare.compare, compare.prices, files.validate, files.split, batches.submit, batches.status,
-                batches.list_batches, batches.wait, batches.cancel, batches.download, reconcile.reconcile):
+                batches.list_batches, batches.wait, batches.cancel, batches.download, reconcile.reconcile,
+                run_commands.run, run_commands.job, pilot.pilot, config.config_command, ledger.ledger):
     cli.add_command(command)
-for command in (run_commands.run, run_commands.job):  # batchplan run; batchplan job status|cancel
-    cli.add_command(command)
-
-
-from batchplan.cli import pilot  # noqa: E402 - batchplan pilot (issue 15)
-
-cli.add_command(pilot.pilot)
 
 
 def main() -> None:
     # Not click's standalone mode, which turns Ctrl-C into "Aborted!" and exit 1.
     try:
-        cli.main(prog_name="batchplan", standalone_mode=False)
+        # NO_COLOR (no-color.org): no colour codes at all; without it click
+        # still strips them whenever stdout is not a terminal.
+        cli.main(prog_name="batchplan", standalone_mode=False, color=False if os.environ.get("NO_COLOR") else None)
     except (KeyboardInterrupt, click.exceptions.Abort):
         click.echo("batchplan: interrupted", err=True)
         sys.exit(130)

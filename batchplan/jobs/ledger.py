@@ -190,6 +190,8 @@ class Ledger:
             conn.execute("PRAGMA synchronous=FULL")  # a committed step survives a power cut
             conn.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
+            if is_damaged(exc):
+                raise LedgerError(damaged_message(self.path, exc)) from None
             raise LedgerError(f"{self.path}: cannot open the ledger ({exc}); set {HOME_ENV} to a writable directory") from None
         self._conn = conn
         return conn
@@ -210,6 +212,8 @@ class Ledger:
         try:
             rows = conn.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
+            if is_damaged(exc):
+                raise LedgerError(damaged_message(self.path, exc)) from None
             raise LedgerError(f"{self.path}: cannot read the ledger ({exc})") from None
         return [_entry(row) for row in rows]
 
@@ -226,7 +230,7 @@ class Ledger:
         now = time.time()
         self._write(
             f"INSERT INTO submissions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-            (token, INTENT, sha256, os.path.abspath(path), region, base_url, endpoint, window,
+            (token, INTENT, sha256, _where(path), region, base_url, endpoint, window,
              _dump(metadata), _dump(estimate), int(test), None, None, None, None, os.getpid(),
              socket.gethostname(), now, now),
         )
@@ -237,7 +241,7 @@ class Ledger:
         """Take over an interrupted submission in this process, with this run's options."""
         self._write(
             "UPDATE submissions SET path=?, window=?, metadata=?, estimate=?, pid=?, host=?, updated=? WHERE token=?",
-            (os.path.abspath(path), window, _dump(metadata), _dump(estimate), os.getpid(), socket.gethostname(),
+            (_where(path), window, _dump(metadata), _dump(estimate), os.getpid(), socket.gethostname(),
              time.time(), token),
         )
         return self.get(token)
@@ -263,6 +267,31 @@ class Ledger:
             return
         self._write("UPDATE submissions SET status=?, updated=? WHERE batch_id=? AND (status IS NOT ? )",
                     (status, time.time(), batch_id, status))
+
+    def restore(self, entry: Entry) -> str | None:
+        """Write back an entry rebuilt from the service (``ledger_rebuild``):
+        "added"; "completed" when the ledger had it as an interrupted
+        submission (now created, with its batch); None when it had it already."""
+        conn = self._connect(create=True)
+        values = tuple(_dump(getattr(entry, c)) if c in ("metadata", "estimate") else
+                       int(entry.test) if c == "test" else getattr(entry, c) for c in _COLUMNS)
+        try:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                known = conn.execute("SELECT state FROM submissions WHERE token=? OR (batch_id IS NOT NULL AND batch_id=?)",
+                                     (entry.token, entry.batch_id)).fetchone()
+                if known and known["state"] in PENDING:
+                    conn.execute("UPDATE submissions SET state=?, input_file_id=?, batch_id=?, status=?, error=NULL, "
+                                 "updated=? WHERE token=?", (CREATED, entry.input_file_id, entry.batch_id, entry.status,
+                                                            entry.updated, entry.token))
+                    return "completed"
+                if known:
+                    return None
+                conn.execute(f"INSERT INTO submissions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                             values)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"{self.path}: cannot write the ledger ({exc})") from None
+        return "added"
 
     # -- lookups ---------------------------------------------------------------
     def get(self, token: str) -> Entry:
@@ -298,6 +327,23 @@ class Ledger:
         if limit is not None:
             return self._query(sql + " LIMIT ?", (int(limit),))
         return self._query(sql)
+
+
+def _where(path: str) -> str:
+    """The path to record: absolute, but ``-`` (standard input) as it is."""
+    return path if path == "-" else os.path.abspath(path)
+
+
+def is_damaged(exc: BaseException) -> bool:
+    """A file that is not an SQLite database, or a damaged one (SQLITE_NOTADB,
+    SQLITE_CORRUPT): the sqlite3 module raises those as DatabaseError itself,
+    where a locked or read-only ledger is an OperationalError."""
+    return type(exc) is sqlite3.DatabaseError
+
+
+def damaged_message(path: Path, exc: BaseException) -> str:
+    return (f"{path}: the ledger is damaged ({exc}); `batchplan ledger rebuild` moves it aside and restores "
+            "batchplan's batches of the last 30 days from the service")
 
 
 def _dump(value: Any) -> str | None:

@@ -25,7 +25,7 @@ from batchplan.catalog.catalog import DEFAULT_REGION, Catalog, default_catalog
 from batchplan.errors import InputError
 from batchplan.planning.aggregate import Plan, PlannedRequest
 from batchplan.planning.output import OutputAssumption
-from batchplan.planning.reading import open_input, read_blocks
+from batchplan.planning.reading import input_size, open_input, read_blocks
 from batchplan.planning.validate import LineError, parse_line
 
 if TYPE_CHECKING:
@@ -165,7 +165,6 @@ def check_file(
     thinking_modes: dict[bool, _Seen] = {}
     lines = 0
     with open_input(name) as handle:
-        size = os.fstat(handle.fileno()).st_size
         for block in read_blocks(handle, name=name):
             for line in block.lines():
                 lines += 1
@@ -192,6 +191,7 @@ def check_file(
                 _check_request(catalog, limits, parsed, planned, found)
             if on_progress is not None:
                 on_progress(len(block.data))
+        size = input_size(handle)  # after reading: standard input's size is known only at its end
 
     if lines == 0:
         found.add(None, NO_REQUESTS, "the file holds no requests")

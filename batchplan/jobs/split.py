@@ -35,7 +35,7 @@ from typing import BinaryIO, Callable
 from batchplan.catalog.catalog import Catalog, default_catalog
 from batchplan.errors import SplitError
 from batchplan.planning.output import is_thinking
-from batchplan.planning.reading import open_input, read_blocks
+from batchplan.planning.reading import STDIN, open_input, read_blocks
 from batchplan.planning.validate import LineError, parse_line
 
 SCHEMA = "batchplan.split/1"
@@ -118,7 +118,12 @@ class Manifest:
 
 
 def manifest_path(path, out_dir) -> str:
-    return os.path.join(os.fspath(out_dir), f"{Path(path).stem}.manifest.json")
+    return os.path.join(os.fspath(out_dir), f"{_stem(path)}.manifest.json")
+
+
+def _stem(path) -> str:
+    """What part and manifest names begin with: the source's stem; ``stdin`` for ``-``."""
+    return "stdin" if os.fspath(path) == STDIN else Path(path).stem
 
 
 class _HashingReader:
@@ -227,7 +232,7 @@ def split_file(
 
     source = os.fspath(path)
     out = os.fspath(out_dir)
-    stem = Path(source).stem
+    stem = _stem(source)
     manifest_file = manifest_path(source, out)
     handle = open_input(source)  # fail on an unreadable source before touching the output folder
     try:
@@ -237,7 +242,7 @@ def split_file(
             raise SplitError(f"{stale[0]}: already exists", hint="force")
         old_parts = _parts_of_old_manifest(manifest_file, stem) if force else []
         reader = _HashingReader(handle)
-        manifest = Manifest(manifest_file, os.path.abspath(source), "", 0, 0, max_lines, max_bytes)
+        manifest = Manifest(manifest_file, source if source == STDIN else os.path.abspath(source), "", 0, 0, max_lines, max_bytes)
         groups = _split(reader, source, out, stem, manifest, catalog, max_lines, max_bytes, on_progress,
                         check_duplicates)
     finally:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from batchplan.jobs.client import BatchAPIError, BatchClient, retry_delay
+from batchplan.jobs.provenance import with_provenance
 
 # -- the idempotent create ---------------------------------------------------------
 
@@ -129,7 +130,8 @@ def _upload(client: BatchClient, ledger, entry, upload_path: str, notify):
 
 def _create(client: BatchClient, ledger, entry, file_id: str, since, sleep) -> Created:
     try:
-        return create_batch(client, file_id, entry.endpoint, entry.window, entry.metadata, since=since, sleep=sleep)
+        # The metadata carries the submission, so a lost ledger can be rebuilt (jobs.provenance).
+        return create_batch(client, file_id, entry.endpoint, entry.window, with_provenance(entry), since=since, sleep=sleep)
     except BatchAPIError as exc:
         if exc.definite:
             # Refused outright: nothing was created, so nothing is pending.

@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Callable
 
 from batchplan.catalog.catalog import Catalog, default_catalog
+from batchplan.errors import InputError
 from batchplan.planning.aggregate import PlannedRequest
 from batchplan.planning.planner import BatchPlan, Planner, plan_files
+from batchplan.planning.reading import STDIN
 from batchplan.planning.realtime import RealtimeOptions
 
 
@@ -33,6 +35,8 @@ def plan_paths(
     real-time verdict under ``realtime``. Raises InputError for a file that
     cannot be read and ClusterError for a cluster that cannot be used."""
     catalog = catalog or planner.catalog or default_catalog()
+    if STDIN in paths:
+        _refuse_stdin(sample is not None, bool(cluster))
     if sample is not None:
         from batchplan.planning.sampling import plan_sample
 
@@ -55,3 +59,14 @@ def plan_paths(
         return result
     return plan_files(paths, planner=planner, workers=workers, realtime=realtime,
                       on_request=on_request, on_progress=on_progress)
+
+
+def _refuse_stdin(sample: bool, cluster: bool) -> None:
+    """Standard input is read once, front to back, in this process: a sample
+    seeks to random offsets and cluster workers open the path themselves."""
+    if sample:
+        raise InputError(f"{STDIN}: standard input cannot be sampled (a sample reads lines at random offsets, "
+                         "and a pipe cannot seek); save it to a file, or plan all of it")
+    if cluster:
+        raise InputError(f"{STDIN}: standard input cannot be planned on a cluster (the workers open the file by "
+                         "its path); save it to a file on the shared file system")

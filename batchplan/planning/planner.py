@@ -25,7 +25,7 @@ from batchplan.planning.aggregate import Plan, PlannedRequest
 from batchplan.planning.images import ImageAssumption, ImageCount, count_images
 from batchplan.planning.output import OutputAssumption, estimate_output_tokens, is_thinking
 from batchplan.planning.pricing import choose_tier, price_group, price_request
-from batchplan.planning.reading import BLOCK_BYTES, Block, InputError, Line, open_input, read_blocks
+from batchplan.planning.reading import BLOCK_BYTES, Block, InputError, Line, input_size, open_input, read_blocks
 from batchplan.planning.templates import has_images, media_parts, render, request_warnings
 from batchplan.planning.tokens import TokenCounter
 from batchplan.planning.validate import CHAT_URL, LineError, Request, parse_line, plain_chat_body
@@ -500,7 +500,7 @@ def _results(planner: Planner, blocks: Iterator[tuple[str, str | None, Block]], 
 def _input_size(path: str) -> int:
     """The size of a readable batch file; InputError when it is not one."""
     with open_input(path) as handle:
-        return os.fstat(handle.fileno()).st_size
+        return input_size(handle)
 
 
 def _blocks(paths: list[str], label: bool, block_bytes: int) -> Iterator[tuple[str, str | None, Block]]:

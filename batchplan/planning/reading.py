@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
@@ -78,9 +80,125 @@ class Block:
         return self.data.count(b"\n") + (0 if self.data.endswith(b"\n") or not self.data else 1)
 
 
+# The name that stands for standard input, as in every Unix tool.
+STDIN = "-"
+
+
+class StdinReader:
+    """Standard input as a batch file: read once, front to back, never
+    seeked (a pipe cannot be). The first bytes are held back for the checks
+    ``open_input`` makes, then handed out first. ``close`` leaves standard
+    input open; ``size`` counts the bytes read so far."""
+
+    name = STDIN
+
+    def __init__(self, raw: BinaryIO):
+        self._raw = raw
+        self._head = b""
+        self.size = 0  # bytes handed out
+        self._copy: BinaryIO | None = None  # where every byte handed out is also written (copy_stdin)
+
+    def _peek(self, n: int) -> bytes:
+        while len(self._head) < n:
+            more = self._raw.read(n - len(self._head))
+            if not more:
+                break
+            self._head += more
+        return self._head[:n]
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            data, self._head = self._head + self._raw.read(), b""
+        elif self._head:
+            data, self._head = self._head[:size], self._head[size:]
+            if len(data) < size:
+                data += self._raw.read(size - len(data))
+        else:
+            data = self._raw.read(size)
+        self.size += len(data)
+        if self._copy is not None and data:
+            self._copy.write(data)
+        return data
+
+    def seekable(self) -> bool:
+        return False
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        raise InputError(f"{STDIN}: standard input cannot be read out of order (a pipe cannot seek); save it to a file first")
+
+    def close(self) -> None:
+        pass  # standard input stays open: it is not ours to close
+
+    def __enter__(self) -> "StdinReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# (sys.stdin, its reader): a process reads standard input once, so every
+# open_input("-") before the first byte is used gets the same reader.
+_STDIN_READER: tuple[object, StdinReader] | None = None
+
+
+def _open_stdin() -> StdinReader:
+    global _STDIN_READER
+    stream = sys.stdin
+    if _STDIN_READER is not None and _STDIN_READER[0] is stream:
+        reader = _STDIN_READER[1]
+        if reader.size:
+            raise InputError(f"{STDIN}: standard input was read already; it can be read only once")
+        return reader
+    raw = getattr(stream, "buffer", None)
+    if raw is None:
+        raise InputError(f"{STDIN}: there is no standard input to read")
+    reader = StdinReader(raw)
+    _STDIN_READER = (stream, reader)
+    return reader
+
+
+@contextlib.contextmanager
+def copy_stdin(path: str) -> Iterator[None]:
+    """While the block runs, every byte read from standard input is also
+    written to ``path`` (a new file); what is left unread at the end is
+    copied too. For a command that must read its input twice (check it, then
+    upload it): the pipe is still read once."""
+    reader = _open_stdin()
+    if reader.size:
+        raise InputError(f"{STDIN}: standard input was read already; it can be read only once")
+    try:
+        copy = open(path, "xb")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write a copy of standard input ({exc.strerror or exc})") from None
+    reader._copy = copy
+    try:
+        yield
+        while reader.read(BLOCK_BYTES):
+            pass
+    finally:
+        reader._copy = None
+        copy.close()
+
+
+def input_size(handle: BinaryIO) -> int:
+    """The bytes of a batch file opened by ``open_input``: its size, or for
+    standard input the bytes read so far (a pipe's size is known only at its end)."""
+    if isinstance(handle, StdinReader):
+        return handle.size
+    return os.fstat(handle.fileno()).st_size
+
+
 def open_input(path: str | os.PathLike[str]) -> BinaryIO:
-    """Open a batch file for reading, or raise InputError with a one-line reason."""
+    """Open a batch file for reading, or raise InputError with a one-line
+    reason. ``-`` is standard input (a ``StdinReader``)."""
     name = os.fspath(path)
+    if name == STDIN:
+        reader = _open_stdin()
+        try:
+            _check_head(name, reader._peek(6))
+        except OSError as exc:
+            raise InputError(f"{name}: cannot read ({exc.strerror or exc})") from None
+        return reader  # type: ignore[return-value]
     if os.path.isdir(name):
         raise InputError(f"{name}: is a directory, not a batch file")
     try:
@@ -99,14 +217,21 @@ def open_input(path: str | os.PathLike[str]) -> BinaryIO:
     except OSError as exc:
         handle.close()
         raise InputError(f"{name}: cannot read ({exc.strerror or exc})") from None
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+    try:
+        _check_head(name, head)
+    except InputError:
         handle.close()
+        raise
+    return handle
+
+
+def _check_head(name: str, head: bytes) -> None:
+    """InputError when the first bytes show the file is no UTF-8 text."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise InputError(f"{name}: is UTF-16 or UTF-32, not UTF-8; re-encode it as UTF-8")
     for magic, kind, tool in COMPRESSED:
         if head.startswith(magic) and (kind != "bzip2" or head[3:4].isdigit()):
-            handle.close()
             raise InputError(f"{name}: is {kind}-compressed, not JSON lines; decompress it first ({tool})")
-    return handle
 
 
 def read_blocks(handle: BinaryIO, block_bytes: int = BLOCK_BYTES, name: str = "input") -> Iterator[Block]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -15,9 +16,11 @@ from batchplan.errors import InputError
 from batchplan.planning import aggregate as agg
 from batchplan.planning.aggregate import Plan, PlannedRequest, Row
 from batchplan.planning.planner import BatchPlan
-from batchplan.planning.reading import at_line
+from batchplan.planning.reading import STDIN, at_line
 
 JSON_SCHEMA = "batchplan.plan/1"
+# "-" as an output path is standard output, as it is standard input as an input path.
+STDOUT = STDIN
 PER_REQUEST_FIELDS = ("line", "custom_id", "model", "tier", "input_tokens", "output_tokens", "realtime_cost", "batch_cost", "error", "file")
 
 
@@ -209,6 +212,14 @@ class PerRequestWriter:
     def __init__(self, path: str):
         self.path = path
         self.format = per_request_format(path)
+        self._tmp = None
+        if path == STDOUT:
+            # Standard output: rows as they come (JSON lines), nothing to rename.
+            import jsonlines
+
+            self._handle = sys.stdout
+            self._jsonl = jsonlines.Writer(self._handle, compact=True, flush=False)
+            return
         folder = os.path.dirname(os.path.abspath(path))
         self._tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
         try:
@@ -231,10 +242,15 @@ class PerRequestWriter:
             self._jsonl.write(record)
 
     def commit(self) -> None:
+        if self._tmp is None:
+            self._handle.flush()
+            return
         self._handle.close()
         os.replace(self._tmp, self.path)
 
     def abort(self) -> None:
+        if self._tmp is None:
+            return
         self._handle.close()
         try:
             os.unlink(self._tmp)
@@ -255,6 +271,8 @@ class PerRequestWriter:
 
 
 def per_request_format(path: str) -> str:
+    if path == STDOUT:
+        return "jsonl"
     lower = path.lower()
     if lower.endswith(".csv"):
         return "csv"

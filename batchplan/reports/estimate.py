@@ -11,6 +11,7 @@ from typing import Any
 
 from batchplan.catalog.money import exact, money
 from batchplan.planning.estimate import CONFIDENCE, Bounds, ModelOutput, OutputEstimate
+from batchplan.reports import fit
 
 SAME_DISTRIBUTION = ("the pilot's answers came in real time; batch answers are assumed to be drawn from the same "
                      "length distribution (same model, same body), which nothing published confirms or denies")
@@ -73,21 +74,35 @@ def warning_lines(result) -> list[str]:
             for c in estimate.checks if not c.agrees]
 
 
-def lines(result) -> list[str]:
-    """The text under the compare table."""
-    from tabulate import tabulate
+# The estimate table's columns, and what a narrow terminal gives up first.
+COLUMNS = (
+    ("model", "model", None, "left"),
+    ("pilot", "pilot requests", "pilot", "right"),
+    ("method", "method", None, "left"),
+    ("output", "output tokens (95%)", "output (95%)", "right"),
+    ("rt_bound", "real-time bound", "RT bound", "right"),
+    ("rt", "real-time expected (95%)", "RT (95%)", "right"),
+    ("batch_bound", "batch bound", "B bound", "right"),
+    ("batch", "batch expected (95%)", "B (95%)", "right"),
+)
+STEPS = (fit.drop("method"), fit.drop("pilot"), fit.drop("rt_bound"), fit.drop("batch_bound"))
 
+
+def lines(result, width: int | None = None) -> list[str]:
+    """The text under the compare table, fitted to ``width`` (no limit when None)."""
     estimate: OutputEstimate = result.output_estimate
     cur = result.currency
-    headers = ["model", "pilot requests", "method", "output tokens (95%)", f"real-time bound ({cur})",
-               "real-time expected (95%)", f"batch bound ({cur})", "batch expected (95%)"]
+    columns = [fit.Column(key, header + (f" ({cur})" if key.endswith("bound") else ""), short, align)
+               for key, header, short, align in COLUMNS]
     body = []
     for m, rt_bound, bt_bound in rows(result, estimate):
-        body.append([m.model, f"{m.sample_requests:,} of {m.lines:,}", m.method, _tokens(m.output_tokens),
-                     money(rt_bound), _money(m.realtime_cost), money(bt_bound), _money(m.batch_cost)])
+        body.append({"model": m.model, "pilot": f"{m.sample_requests:,} of {m.lines:,}", "method": m.method,
+                     "output": _tokens(m.output_tokens), "rt_bound": money(rt_bound), "rt": _money(m.realtime_cost),
+                     "batch_bound": money(bt_bound), "batch": _money(m.batch_cost)})
+    table = fit.fit_table(columns, body, width, STEPS)
     out = [f"Expected from the pilot {estimate.source} ({CONFIDENCE:.0%} intervals; the bound is every answer at its cap):"]
-    out.append(tabulate(body, headers, tablefmt="simple", colalign=("left", "right", "left") + ("right",) * 5,
-                        disable_numparse=True))
+    out.extend(table.lines)
+    out.extend(fit.notes([table]))
     out.append("Method: per model, the estimator (mean per request, ratio to the counted prompt tokens, or regression on "
                "them) with the smaller estimated variance; Student t with the finite-population correction and a "
                "skewness correction (Hall 1992). Thinking tokens count as output.")
@@ -102,7 +117,7 @@ def lines(result) -> list[str]:
     out.extend(check_lines(estimate, result))
     out.extend(f"Note: {n}." for n in estimate.notes)
     out.append(f"Assumption: {SAME_DISTRIBUTION}.")
-    return out
+    return fit.wrap(out, width)
 
 
 def _bounds_doc(b: Bounds | None, is_money: bool) -> dict[str, Any] | None:

@@ -132,10 +132,11 @@ def test_user_catalog_merges_over_the_shipped_one(tmp_path):
 @pytest.mark.parametrize("content, reason", [
     ("{", "not valid JSON"),
     ("[]", "JSON object"),
-    (json.dumps({"models": {"x": {"prices": {"intl": {"tiers": [{"input": "abc", "output": "1"}]}}}}}), "schema"),
+    (json.dumps({"models": {"x": {"prices": {"intl": {"tiers": [{"input": "abc", "output": "1"}]}}}}}),
+     'models.x.prices.intl.tiers[0].input: expected a price of zero or more as a decimal string, like "0.4", found "abc"'),
     (json.dumps({"models": {"x": {"prices": {"mars": {"tiers": [{"input": "1", "output": "1"}]}}}}}), "unknown region"),
-    (json.dumps({"models": 5}), "schema"),
-    (json.dumps({"models": {"qwen-plus": {"prices": 5}}}), "schema"),
+    (json.dumps({"models": 5}), "models: expected an object of models by name, found a number"),
+    (json.dumps({"models": {"qwen-plus": {"prices": 5}}}), "models.qwen-plus.prices: expected an object of tiers by region (intl, cn), found a number"),
 ])
 def test_bad_user_catalog_is_a_one_line_error(tmp_path, content, reason):
     bad = tmp_path / "bad.json"

@@ -20,6 +20,7 @@ import pytest
 
 from batchplan.jobs.client import MissingKey, resolve_connection
 from batchplan.jobs.ledger import Ledger, sha256_file
+from batchplan.jobs.provenance import user_metadata
 from batchplan.jobs.rules import parse_window
 from tests.conftest import line
 from tests.fakes.dashscope_server import FakeDashScope
@@ -99,7 +100,9 @@ def test_submit_status_wait_download(run, api, batch_file, home, tmp_path):
     assert f"submitted: {batch['id']}" in result.stdout
     assert batch["endpoint"] == "/v1/chat/completions"
     assert batch["completion_window"] == "2d"
-    assert batch["metadata"] == {"ds_name": "nightly eval", "ds_description": "five questions"}
+    # The user's keys as given; batchplan's own (jobs.provenance) beside them.
+    assert user_metadata(batch["metadata"]) == {"ds_name": "nightly eval", "ds_description": "five questions"}
+    assert batch["metadata"]["batchplan_path"] == os.path.abspath(batch_file)
     assert server.files[batch["input_file_id"]]["bytes"] == batch_file.read_bytes()
     assert server.files[batch["input_file_id"]]["purpose"] == "batch"
     assert [r[:2] for r in server.requests] == [("POST", "/files"), ("POST", "/batches")]
@@ -309,7 +312,7 @@ def test_metadata_limits_are_checked_locally(run, server, batch_file):
     assert too_long.exit_code == 2 and "at most 200" in too_long.stderr
     assert server.requests == []
     submit_ok(run, batch_file, "--name", "n" * 100, "--description", "d" * 200)
-    assert only_batch(server)["metadata"] == {"ds_name": "n" * 100, "ds_description": "d" * 200}
+    assert user_metadata(only_batch(server)["metadata"]) == {"ds_name": "n" * 100, "ds_description": "d" * 200}
 
 
 def test_test_flag_submits_a_free_copy_for_the_test_model(run, server, batch_file, home):

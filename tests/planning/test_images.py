@@ -91,9 +91,11 @@ def test_catalog_rules_with_sources():
 
 
 @pytest.mark.parametrize("vision,reason", [
-    ({"patch": "big"}, "vision.patch must be a positive integer"),
-    ([28], "vision must be an object"),
-    ({"older_snapshots": {"before": 2025, "patch": 28}}, "vision.older_snapshots.before must be a date"),
+    # Checked against the catalog schema (catalog.schema.json), which names the field.
+    ({"patch": "big"}, "models.qwen-vl-max.vision.patch: expected a whole number of 1 or more, found a string"),
+    ([28], "models.qwen-vl-max.vision: expected an object with patch, min_tokens and max_tokens, found a list"),
+    ({"older_snapshots": {"before": 2025, "patch": 28}},
+     "models.qwen-vl-max.vision.older_snapshots.before: expected a date like 2025-08-13, found a number"),
 ])
 def test_a_bad_vision_section_is_a_one_line_error(run, write_batch, tmp_path, vision, reason):
     prices = tmp_path / "prices.json"
