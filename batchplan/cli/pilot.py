@@ -52,7 +52,8 @@ def pilot(files, out, requests_, target, max_cost, yes, concurrency, seed, regio
     chat completions endpoint (streamed, with usage), and recorded in
     PILOT.jsonl as Batch API output lines. The pilot is billed at the
     real-time price: its worst-case cost is shown first, and it asks on a
-    terminal (--yes otherwise). Then:
+    terminal (--yes otherwise). FILE may be - (standard input, kept while
+    the pilot runs). Then:
 
     \b
       batchplan compare FILE... --calibrate PILOT.jsonl

@@ -95,6 +95,7 @@ def run(files, out_dir, max_cost, yes, parallel, max_lines, max_bytes, retries, 
         region, base_url, name, keep_remote, prices_file, workers, request_timeout, quiet):
     """Run a job of any size: plan, guard, split, submit, follow, merge, retry.
 
+    FILE may be - (standard input, saved as DIR/input/stdin-HASH.jsonl).
     Every FILE is planned as `compare` plans it, at the worst case; a job
     whose worst-case batch cost is over --max-cost is refused before anything
     is sent. The job is cut into parts the Batch API takes (DIR/parts/), at

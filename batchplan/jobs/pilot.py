@@ -40,11 +40,12 @@ from __future__ import annotations
 
 import hashlib
 import random
+import tempfile
 import threading
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Sequence
 
@@ -57,7 +58,7 @@ from batchplan.jobs.client import BatchAPIError, BatchClient, scrub
 from batchplan.planning import estimate as est
 from batchplan.planning.aggregate import PlannedRequest
 from batchplan.planning.planner import BatchPlan, Planner, plan_files
-from batchplan.planning.reading import open_input, read_blocks
+from batchplan.planning.reading import STDIN, open_input, read_blocks, save_stdin
 from batchplan.planning.realtime import RateLimit, rate_limit
 
 CHAT_URL = "/v1/chat/completions"
@@ -194,15 +195,16 @@ def check_budget(cost: Decimal | None, max_cost: Decimal | None, currency: str, 
     return text
 
 
-def bodies(wanted: Sequence[Candidate]) -> dict[tuple[str, int], dict]:
-    """(file, line) -> the request body of each wanted line, read again from its file."""
+def bodies(wanted: Sequence[Candidate], sources: dict[str, str] | None = None) -> dict[tuple[str, int], dict]:
+    """(file, line) -> the request body of each wanted line, read again from
+    its file (``sources``: where a file named ``-`` was saved)."""
     by_file: dict[str, set[int]] = {}
     for c in wanted:
         by_file.setdefault(c.file, set()).add(c.line)
     out: dict[tuple[str, int], dict] = {}
     for path, numbers in by_file.items():
         left = set(numbers)
-        with open_input(path) as handle:
+        with open_input((sources or {}).get(path, path)) as handle:
             for block in read_blocks(handle, name=path):
                 for line in block.lines():
                     if line.number in left:
@@ -447,13 +449,13 @@ def send_one(client: ChatClient, c: Candidate, body: dict, pacer: Pacer, gate: G
 
 def send(client: ChatClient, selected: Sequence[Candidate], d: Draw, out_handle, *, concurrency: int = 4,
          pacer: Pacer, sleep: Callable[[float], None] | None = None, on_result: Callable[[Sent], None] | None = None,
-         clock: Callable[[], float] = time.monotonic, result: PilotResult) -> None:
+         clock: Callable[[], float] = time.monotonic, result: PilotResult, sources: dict[str, str] | None = None) -> None:
     """Send ``selected`` (in a random order, so that any part of it is a
     random sample too), write each output line as it comes back. A
     KeyboardInterrupt (raised in this thread, e.g. by Ctrl-C or by
     ``on_result``) stops it: nothing more is started, the requests in flight
     are abandoned, the lines written stay; raises PilotInterrupted."""
-    found = bodies(selected)
+    found = bodies(selected, sources)
     order = list(selected)
     random.Random(d.seed + d.sent()).shuffle(order)
     stop = threading.Event()
@@ -569,10 +571,29 @@ def run_pilot(paths: Sequence[str], out: str, *, client: ChatClient, catalog: Ca
               workers: int | None = None) -> PilotResult:
     """The whole pilot: draw, guard, send, record (the module's docstring).
     ``confirm(text)`` is asked before each round is sent (the CLI asks on a
-    terminal, or answers --yes). Raises PilotError, GuardError,
-    PilotInterrupted."""
+    terminal, or answers --yes). ``-`` in ``paths`` is standard input, saved
+    for the pilot's length (the chosen requests are read back from it).
+    Raises PilotError, GuardError, PilotInterrupted."""
+    options = dict(client=client, catalog=catalog, region=region, requests=requests, target=target, max_cost=max_cost,
+                   confirm=confirm, seed=seed, concurrency=concurrency, rpm=rpm, tpm=tpm, ledger=ledger,
+                   base_url=base_url, sleep=sleep, clock=clock, on_result=on_result, notify=notify, workers=workers)
+    if STDIN not in paths:
+        return _pilot(list(paths), out, sources={}, **options)
+    if list(paths).count(STDIN) > 1:
+        raise PilotError(f"{STDIN}: standard input named twice")
+    with tempfile.TemporaryDirectory(prefix="batchplan-pilot-") as scratch:
+        copy = save_stdin(scratch)
+        return _pilot([copy if p == STDIN else p for p in paths], out, sources={STDIN: copy}, **options)
+
+
+def _pilot(paths: list[str], out: str, *, client, catalog, region, requests, target, max_cost, confirm, seed, concurrency,
+           rpm, tpm, ledger, base_url, sleep, clock, on_result, notify, workers, sources: dict[str, str]) -> PilotResult:
     catalog = catalog or default_catalog()
     plan, rows = candidates(paths, catalog, region, workers)
+    named = {copy: name for name, copy in sources.items()}
+    if named:  # the requests of standard input are "-" wherever they are shown or recorded
+        rows = [replace(c, file=named[c.file]) if c.file in named else c for c in rows]
+        paths = [named.get(p, p) for p in paths]
     if not rows:
         raise PilotError(f"no valid requests with a custom_id in {', '.join(paths)}")
     cap = useful_limit(len(rows))
@@ -616,7 +637,7 @@ def run_pilot(paths: Sequence[str], out: str, *, client: ChatClient, catalog: Ca
     status = "completed"
     try:
         with open(out, "wb") as handle:
-            send(client, selected, d, handle, concurrency=concurrency, pacer=pacer, sleep=sleep,
+            send(client, selected, d, handle, concurrency=concurrency, pacer=pacer, sleep=sleep, sources=sources,
                  on_result=on_result, clock=clock, result=result)
             for _ in range(MAX_TOP_UPS if target is not None else 0):
                 strata = samples_from(result.sent, d)
@@ -631,7 +652,7 @@ def run_pilot(paths: Sequence[str], out: str, *, client: ChatClient, catalog: Ca
                 if not more:
                     break
                 guard(more)
-                send(client, more, d, handle, concurrency=concurrency, pacer=pacer, sleep=sleep,
+                send(client, more, d, handle, concurrency=concurrency, pacer=pacer, sleep=sleep, sources=sources,
                      on_result=on_result, clock=clock, result=result)
     except PilotInterrupted:
         status = "interrupted"

@@ -74,7 +74,7 @@ from batchplan.jobs.rules import MAX_NAME_CHARS, parse_window
 from batchplan.jobs.split import split_file
 from batchplan.planning.aggregate import PlannedRequest
 from batchplan.planning.output import OutputAssumption
-from batchplan.planning.reading import at_line
+from batchplan.planning.reading import STDIN, at_line, save_stdin
 
 SCHEMA = "batchplan.job/1"
 KILL_ENV = "BATCHPLAN_TEST_KILL_AT"  # and BATCHPLAN_TEST_KILL_AT_SIGNAL
@@ -309,11 +309,14 @@ class _Job:
     # -- the whole run ----------------------------------------------------------------
     def run(self, confirm) -> JobReport:
         self._t0 = time.perf_counter()
+        saved = self._save_stdin()
         digests = self._check_inputs()
         key = job_key(digests, self.o.max_lines, self.o.max_bytes)
         self.store = store = js.JobStore(self.dir)
         known = store.get("key")
         if known is not None and known != key:
+            if saved is not None:
+                os.unlink(saved)  # not this job's input: leave the folder as it was
             raise JobError(f"{self.dir}: holds another job (other input files, content or part limits, "
                            f"started {store.get('started_at', '?')}); use another output folder, or the same "
                            "files and options to resume it")
@@ -346,6 +349,21 @@ class _Job:
         self._last_mark = now
 
     # -- inputs ----------------------------------------------------------------------
+    def _save_stdin(self) -> str | None:
+        """``-`` (standard input) becomes its copy in DIR/input/, named by its
+        content: the parts are cut from it, and a resumed run piped the same
+        bytes finds it again. Returns the copy when this run made it."""
+        if STDIN not in self.paths:
+            return None
+        if self.paths.count(STDIN) > 1:
+            raise JobError(f"{STDIN}: standard input named twice")
+        folder = self.dir / "input"
+        before = set(os.listdir(folder)) if folder.is_dir() else set()
+        copy = save_stdin(folder)
+        self.paths = [copy if p == STDIN else p for p in self.paths]
+        self.say(f"standard input saved as {copy}")
+        return None if os.path.basename(copy) in before else copy
+
     def _check_inputs(self) -> list[str]:
         if not self.paths:
             raise JobError("no input files")

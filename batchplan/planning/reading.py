@@ -180,6 +180,38 @@ def copy_stdin(path: str) -> Iterator[None]:
         copy.close()
 
 
+def save_stdin(directory: str | os.PathLike[str]) -> str:
+    """Standard input saved whole into ``directory`` as ``stdin-HASH.jsonl``
+    (the first 12 hex digits of its sha256), for a command that reads its
+    input more than once or again on a later run (``run``, ``pilot``). Named
+    by content, so the same input piped again finds its earlier copy, and a
+    different one never overwrites it. Returns the copy's path."""
+    import hashlib
+    import tempfile
+
+    with open_input(STDIN) as reader:  # the head checks (compressed, binary) as for any input
+        os.makedirs(directory, exist_ok=True)
+        digest = hashlib.sha256()
+        fd, partial = tempfile.mkstemp(prefix=".stdin-", suffix=".partial", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := reader.read(BLOCK_BYTES):
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            path = os.path.join(os.fspath(directory), f"stdin-{digest.hexdigest()[:12]}.jsonl")
+            if os.path.exists(path):
+                os.unlink(partial)  # the same bytes, saved by an earlier run
+            else:
+                os.replace(partial, path)
+        except BaseException:
+            if os.path.exists(partial):
+                os.unlink(partial)
+            raise
+    return path
+
+
 def input_size(handle: BinaryIO) -> int:
     """The bytes of a batch file opened by ``open_input``: its size, or for
     standard input the bytes read so far (a pipe's size is known only at its end)."""

@@ -93,3 +93,18 @@ def test_budget_gate_exits_4_and_says_by_how_much(run, env, job, tmp_path):
     between = f"{(float(high) + float(bound)) / 2:.6f}"
     assert run("compare", job, "--calibrate", out, "--max-cost", between, "--gate", "high").exit_code == 0
     assert run("compare", job, "--calibrate", out, "--max-cost", between).exit_code == 4  # the bound is over
+
+
+def test_a_pilot_reads_standard_input_and_draws_as_from_the_file(run, env, job, tmp_path):
+    from_file = tmp_path / "file.jsonl"
+    from_pipe = tmp_path / "pipe.jsonl"
+    assert run("pilot", job, "--out", from_file, "--requests", "10", "--yes", "--seed", "5", *FAST).exit_code == 0
+    piped = run("pilot", "-", "--out", from_pipe, "--requests", "10", "--yes", "--seed", "5", *FAST,
+                input=open(job, "rb").read())
+    assert piped.exit_code == 0, piped.stderr
+    assert "Next: batchplan compare - --calibrate" in piped.stdout
+    a = [json.loads(x) for x in from_file.read_text().splitlines()]
+    b = [json.loads(x) for x in from_pipe.read_text().splitlines()]
+    assert sorted(x["custom_id"] for x in a) == sorted(x["custom_id"] for x in b)
+    assert {x["pilot"]["file"] for x in b} == {"-"}
+    assert {x["pilot"]["file"] for x in a} == {str(job)}

@@ -230,6 +230,25 @@ def test_changed_input_under_the_same_dir_is_refused(run, api, nine, tmp_path):
     assert len(server.batches) == 3
 
 
+def test_standard_input_is_saved_in_the_job_and_found_again_on_a_rerun(run, api, nine, tmp_path):
+    server = api()
+    out = tmp_path / "job"
+    data = nine.read_bytes()
+    result = run("run", "-", "--out", out, "--yes", "--poll", "0", "--max-lines", "3", input=data)
+    assert result.exit_code == 0, result.stderr
+    saved = list((out / "input").iterdir())
+    assert len(saved) == 1 and saved[0].read_bytes() == data and saved[0].name.startswith("stdin-")
+    assert ids(out / "output.jsonl") == EXPECTED and len(server.batches) == 3
+    # The same bytes piped again: the same job, nothing created twice.
+    again = run("run", "-", "--out", out, "--yes", "--poll", "0", "--max-lines", "3", input=data)
+    assert again.exit_code == 0, again.stderr
+    assert len(server.batches) == 3 and list((out / "input").iterdir()) == saved
+    # Other bytes: another job, refused, and the folder left as it was.
+    other = run("run", "-", "--out", out, "--yes", "--poll", "0", "--max-lines", "3", input=data.replace(b"Question 1?", b"Q1?"))
+    assert other.exit_code == 2 and "holds another job" in other.stderr
+    assert list((out / "input").iterdir()) == saved and len(server.batches) == 3
+
+
 def test_the_budget_reservation_refuses_a_part(run, api, nine, tmp_path):
     # The service bills far more prompt tokens than the plan counted, so the
     # first part's actual cost passes its reservation and the next part's
