@@ -25,6 +25,10 @@ from batchplan.errors import BatchplanError
 HINTS = {
     "force": "{message}; pass --force to overwrite it",
     "cluster": "--cluster {message}",
+    "max_cost": "{message} (--max-cost)",
+    "requests": "--requests: {message}",
+    "parallel": "--parallel: {message}",
+    "retries": "--retries: {message}",
 }
 
 

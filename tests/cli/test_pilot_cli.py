@@ -108,3 +108,10 @@ def test_a_pilot_reads_standard_input_and_draws_as_from_the_file(run, env, job, 
     assert sorted(x["custom_id"] for x in a) == sorted(x["custom_id"] for x in b)
     assert {x["pilot"]["file"] for x in b} == {"-"}
     assert {x["pilot"]["file"] for x in a} == {str(job)}
+
+
+def test_library_errors_name_the_flag_at_fault(run, env, job, tmp_path):
+    too_many = run("pilot", job, "--out", tmp_path / "p.jsonl", "--requests", "399", "--yes", *FAST)
+    assert too_many.exit_code == 2 and too_many.stderr.startswith("batchplan: error: --requests: a pilot of 399 requests")
+    over = run("pilot", job, "--out", tmp_path / "p.jsonl", "--requests", "10", "--max-cost", "0.0000001", "--yes", *FAST)
+    assert over.exit_code == 2 and "nothing sent (--max-cost)" in over.stderr and not (tmp_path / "p.jsonl").exists()
