@@ -21,6 +21,8 @@ import os
 import tempfile
 from typing import BinaryIO, Callable, Iterable, Iterator
 
+from batchplan.atomic import atomic_write
+
 FAN_IN = 64
 _KEY = 16  # hex digits of the seq prefix
 
@@ -34,20 +36,11 @@ def write_run(source: str, picks: list[tuple[int, int, int]], path: str) -> int:
     """Write the lines of ``source`` at (seq, offset, length) ``picks``, sorted
     by seq and prefixed by it, to ``path`` (atomically). The lines written."""
     picks.sort()
-    fd, tmp = _temp_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-            for seq, offset, length in picks:
-                src.seek(offset)
-                data = src.read(length).rstrip(b"\r\n")
-                out.write(b"%016x\t" % seq + data + b"\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as out, open(source, "rb") as src:
+        for seq, offset, length in picks:
+            src.seek(offset)
+            data = src.read(length).rstrip(b"\r\n")
+            out.write(b"%016x\t" % seq + data + b"\n")
     return len(picks)
 
 
@@ -96,13 +89,8 @@ def merge_runs(runs: Iterable[str], target: str, *, on_line: Callable[[], None] 
                     _merge_into(pending[i:i + FAN_IN], out, strip=False, on_line=None)
                 merged.append(tmp)
             pending = merged
-        fd, tmp = _temp_beside(target)
-        scratch.append(tmp)
-        with os.fdopen(fd, "wb") as out:
+        with atomic_write(target) as out:
             written = _merge_into(pending, out, strip=True, on_line=on_line)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
         return written
     finally:
         for path in scratch:
@@ -112,18 +100,9 @@ def merge_runs(runs: Iterable[str], target: str, *, on_line: Callable[[], None] 
 
 def write_lines(lines: Iterable[bytes], target: str) -> int:
     """Write ``lines`` (each ending in a newline) to ``target`` atomically."""
-    fd, tmp = _temp_beside(target)
     count = 0
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for data in lines:
-                out.write(data)
-                count += 1
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_write(target) as out:
+        for data in lines:
+            out.write(data)
+            count += 1
     return count

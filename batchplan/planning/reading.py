@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
+from batchplan.atomic import atomic_write
 from batchplan.errors import InputError
 
 BOM = b"\xef\xbb\xbf"
@@ -187,28 +188,20 @@ def save_stdin(directory: str | os.PathLike[str]) -> str:
     by content, so the same input piped again finds its earlier copy, and a
     different one never overwrites it. Returns the copy's path."""
     import hashlib
-    import tempfile
 
     with open_input(STDIN) as reader:  # the head checks (compressed, binary) as for any input
         os.makedirs(directory, exist_ok=True)
         digest = hashlib.sha256()
-        fd, partial = tempfile.mkstemp(prefix=".stdin-", suffix=".partial", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                while chunk := reader.read(BLOCK_BYTES):
-                    digest.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            path = os.path.join(os.fspath(directory), f"stdin-{digest.hexdigest()[:12]}.jsonl")
-            if os.path.exists(path):
-                os.unlink(partial)  # the same bytes, saved by an earlier run
-            else:
-                os.replace(partial, path)
-        except BaseException:
-            if os.path.exists(partial):
-                os.unlink(partial)
-            raise
+        partial = os.path.join(os.fspath(directory), ".stdin.partial")
+        with atomic_write(partial) as out:
+            while chunk := reader.read(BLOCK_BYTES):
+                digest.update(chunk)
+                out.write(chunk)
+    path = os.path.join(os.fspath(directory), f"stdin-{digest.hexdigest()[:12]}.jsonl")
+    if os.path.exists(path):
+        os.unlink(partial)  # the same bytes, saved by an earlier run
+    else:
+        os.replace(partial, path)
     return path
 
 
