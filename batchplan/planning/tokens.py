@@ -144,6 +144,18 @@ ENGINE_VARIABLE = "BATCHPLAN_TOKENIZER"
 # whose prompt is counted once anyway: it pays for itself at about 11 MB and
 # 57 MB per process. The worker processes share the saving, not the load.
 FAST_ENGINE_MIN_BYTES = 32 * 1024 * 1024
+# Memory (measured 2026-12-03, peak resident set of any process): fastokens'
+# vocabulary takes about 116 MB against tiktoken's 58 MB, so a counting
+# process is about 154 MB instead of 102 MB; flat on the benchmark files up
+# to 500 MB. fastokens also keeps a cache of the words it has seen, with no
+# setting to bound it: on input made of millions of distinct random words
+# (114 MB of them) a process reached 236 MB. BATCHPLAN_TOKENIZER=tiktoken
+# keeps every process near 102 MB whatever the input.
+# fastokens splits a long text over threads of its own by default: on a
+# machine whose cores the worker processes already use, they only add
+# memory (an arena each) and CPU time (measured: 12.3 s instead of 14.4 s of
+# CPU, 154 MB instead of 182 MB, on the 500 MB benchmark file).
+FAST_ENGINE_THREADS = {"FASTOKENS_BPE_THREADS": "1"}
 # Texts fastokens must count as tiktoken does, each time it loads; a changed
 # release that does not falls back to tiktoken. (text, ordinary count, count
 # with special-token text read as the special token), from tiktoken; checked
@@ -217,6 +229,8 @@ def fastokens_available() -> bool:
 def load_fastokens(path: str | None = None) -> FastokensEngine:
     """A fastokens engine over the Qwen vocabulary; EngineError when fastokens
     is missing, cannot read the vocabulary, or counts a probe differently."""
+    for name, value in FAST_ENGINE_THREADS.items():
+        os.environ.setdefault(name, value)  # read when the tokenizer is made; a user's own setting stays
     try:
         from fastokens import Tokenizer
     except ImportError:

@@ -203,3 +203,16 @@ def test_a_fastokens_that_counts_differently_is_not_used(monkeypatch, fast):
     monkeypatch.setenv(ENGINE_VARIABLE, "auto")
     monkeypatch.setattr(tokens, "_SHARED_ENGINES", {})
     assert tokens.shared_engine(FASTOKENS).name == TIKTOKEN
+
+
+def test_fastokens_counts_in_the_calling_thread_unless_the_user_says_otherwise(monkeypatch):
+    # Its own BPE threads only add memory and CPU beside batchplan's worker processes.
+    pytest.importorskip("fastokens")
+    from batchplan.planning.tokens import load_fastokens
+
+    monkeypatch.delenv("FASTOKENS_BPE_THREADS", raising=False)
+    load_fastokens()
+    assert os.environ["FASTOKENS_BPE_THREADS"] == "1"
+    monkeypatch.setenv("FASTOKENS_BPE_THREADS", "3")
+    load_fastokens()
+    assert os.environ["FASTOKENS_BPE_THREADS"] == "3"
