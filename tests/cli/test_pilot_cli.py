@@ -115,3 +115,15 @@ def test_library_errors_name_the_flag_at_fault(run, env, job, tmp_path):
     assert too_many.exit_code == 2 and too_many.stderr.startswith("batchplan: error: --requests: a pilot of 399 requests")
     over = run("pilot", job, "--out", tmp_path / "p.jsonl", "--requests", "10", "--max-cost", "0.0000001", "--yes", *FAST)
     assert over.exit_code == 2 and "nothing sent (--max-cost)" in over.stderr and not (tmp_path / "p.jsonl").exists()
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_estimate_table_fits_the_terminal_too(run, env, job, tmp_path, width):
+    out = tmp_path / "pilot.jsonl"
+    assert run("pilot", job, "--out", out, "--requests", "12", "--yes", *FAST).exit_code == 0
+    text = run("compare", job, "--calibrate", out, env={"COLUMNS": str(width)}).stdout
+    assert "Expected from the pilot" in text
+    wide = [line for line in text.splitlines() if len(line) > width]
+    assert wide == []
+    wide_open = run("compare", job, "--calibrate", out, env={"COLUMNS": "250"}).stdout
+    assert "real-time bound" in wide_open and "batch expected (95%)" in wide_open  # every column when there is room
