@@ -58,6 +58,7 @@ class Rebuilt:
     already: list[str] = field(default_factory=list)  # batch ids the ledger had
     not_restored: list[NotRestored] = field(default_factory=list)  # batchplan's, but unreadable
     others: list[str] = field(default_factory=list)  # batch ids batchplan did not create
+    job_parts: list[str] = field(default_factory=list)  # parts of a `batchplan run`: their job folder's ledger has them
     listed: int = 0
     complete: bool = True  # False: stopped at MAX_PAGES before reaching the cut-off
 
@@ -171,6 +172,11 @@ def rebuild(ledger: Ledger, client, *, days: int = DAYS, now: float | None = Non
         result.listed += 1
         if not meta.is_batchplans(batch):
             result.others.append(batch.get("id") or "?")
+            continue
+        if (batch.get("metadata") or {}).get(meta.JOB):
+            # A run records its parts in DIR/ledger.sqlite3 and DIR/job.sqlite3, not here;
+            # adding them would make the user's own submissions look repeated.
+            result.job_parts.append(batch.get("id") or "?")
             continue
         made = entry_from_batch(batch, client.base_url, now)
         if isinstance(made, str):

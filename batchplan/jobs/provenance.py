@@ -27,6 +27,9 @@ TEST = "batchplan_test"
 STARTED = "batchplan_started"
 ESTIMATE = "batchplan_estimate"
 KEYS = (MARK, TOKEN, SHA256, PATH, REGION, TEST, STARTED, ESTIMATE)
+# What jobs.run adds to each part's metadata: the job's key and the part's number.
+JOB = "batchplan_job"
+PART = "batchplan_part"
 
 
 def with_provenance(entry) -> dict[str, str]:

@@ -61,6 +61,7 @@ from batchplan.catalog.catalog import DEFAULT_REGION, Catalog, default_catalog
 from batchplan.catalog.money import exact, money
 from batchplan.errors import APIError, GuardError, InputError, LedgerError
 from batchplan.jobs import job_store as js
+from batchplan.jobs import provenance
 from batchplan.jobs.client import TERMINAL_STATUSES, BatchAPIError, BatchClient, retry_delay
 from batchplan.jobs.download import download_atomic
 from batchplan.jobs.failures import ACCOUNT, RETRY, classify_failure
@@ -589,8 +590,8 @@ class _Job:
 
         store, ledger = self.store, self.ledger
         if part.token is None:
-            meta = {"ds_name": f"{self.o.name} part {part.id}", "batchplan_job": store.get("key"),
-                    "batchplan_part": str(part.id)}
+            meta = {"ds_name": f"{self.o.name} part {part.id}", provenance.JOB: store.get("key"),
+                    provenance.PART: str(part.id)}
             entry = ledger.begin(sha256=part.sha256, path=part.path, region=self.o.region,
                                  base_url=getattr(self.client, "base_url", ""), endpoint=part.url,
                                  window=self.o.window, metadata=meta,

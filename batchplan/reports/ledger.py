@@ -33,6 +33,9 @@ def rebuild_lines(result) -> list[str]:
     if result.others:
         out.append(f"not restored: {len(result.others):,} batch(es) without batchplan's metadata "
                    "(created by another tool, or by a batchplan older than this record)")
+    if result.job_parts:
+        out.append(f"left to their job folders: {len(result.job_parts):,} part(s) of `batchplan run` jobs "
+                   "(each job's folder keeps its own ledger)")
     if not result.complete:
         out.append("the listing stopped before reaching the cut-off; run it again with fewer days")
     out.append(f"restored {len(result.restored):,} entr{'y' if len(result.restored) == 1 else 'ies'} into {result.path}. "
@@ -56,5 +59,6 @@ def rebuild_document(result) -> dict[str, Any]:
         "already_in_ledger": result.already,
         "not_restored": [{"batch_id": m.batch_id, "reason": m.reason} for m in result.not_restored],
         "not_batchplans": result.others,
+        "job_parts": result.job_parts,
         "complete": result.complete,
     }

@@ -163,3 +163,19 @@ def test_a_listing_cut_short_by_the_page_bound_says_it_is_incomplete(run, write_
     monkeypatch.setattr(ledger_rebuild, "MAX_PAGES", 10)
     again = json.loads(run("ledger", "rebuild", "--json").stdout)
     assert again["complete"] is True and again["listed"] == 3 and len(again["already_in_ledger"]) == 2
+
+
+def test_the_parts_of_a_run_stay_with_their_job_folder(run, write_batch, server, home, tmp_path):
+    submitted(run, write_batch, "mine")
+    job = write_batch([line(f"job-{i}", max_tokens=20) for i in range(4)], name="job.jsonl")
+    ran = run("run", job, "--out", tmp_path / "job", "--yes", "--poll", "0", "--max-lines", "2")
+    assert ran.exit_code == 0, ran.stderr
+    assert len(server.batches) == 3
+    (home / "ledger.sqlite3").unlink()
+    result = run("ledger", "rebuild", "--json")
+    doc = json.loads(result.stdout)
+    assert len(doc["restored"]) == 1 and doc["restored"][0]["path"].endswith("mine.jsonl")
+    assert len(doc["job_parts"]) == 2 and doc["not_restored"] == []
+    assert len(snapshot(home)) == 1
+    text = run("ledger", "rebuild").stdout
+    assert "2 part(s) of `batchplan run` jobs" in text
