@@ -147,10 +147,10 @@ FAST_ENGINE_MIN_BYTES = 32 * 1024 * 1024
 # Memory (measured 2026-12-03, peak resident set of any process): fastokens'
 # vocabulary takes about 116 MB against tiktoken's 58 MB, so a counting
 # process is about 154 MB instead of 102 MB; flat on the benchmark files up
-# to 500 MB. fastokens also keeps a cache of the words it has seen, with no
-# setting to bound it: on input made of millions of distinct random words
-# (114 MB of them) a process reached 236 MB. BATCHPLAN_TOKENIZER=tiktoken
-# keeps every process near 102 MB whatever the input.
+# to 500 MB. fastokens also keeps a cache of the words it has seen, up to
+# about 100 MB, with no setting to change it: on input of millions of distinct
+# random words it fills within about 20 MB and a process stays near 240 MB.
+# BATCHPLAN_TOKENIZER=tiktoken keeps every process near 102 MB on any input.
 # fastokens splits a long text over threads of its own by default: on a
 # machine whose cores the worker processes already use, they only add
 # memory (an arena each) and CPU time (measured: 12.3 s instead of 14.4 s of
