@@ -6,6 +6,7 @@ Exit codes (also in the README):
   0  every line is valid (validate: the file is valid; wait: completed)
   1  some lines are invalid, and the plan is still printed (validate: invalid)
   2  usage error, unreadable or compressed input, or no requests at all
+  141  standard output was closed early (`| head`); nothing is printed
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from batchplan.cli import batches, compare, config, files, ledger, pilot, reconc
 from batchplan.cli import run as run_commands
 from batchplan.cli._options import EXIT_USAGE, Fail, os_error_message
 from batchplan.errors import BatchplanError
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool stopped by a closed pipe
 
 # How the CLI words a library error's hint (the setting that would change the outcome).
 HINTS = {
@@ -49,6 +52,8 @@ class Batchplan(click.Group):
             return super().invoke(ctx)
         except BatchplanError as exc:
             raise Fail(worded(exc), exc.exit_code) from None
+        except BrokenPipeError:
+            closed_pipe()  # before click's own handler, which would exit 1
         except OSError as exc:
             raise Fail(os_error_message(exc), EXIT_USAGE) from None
 
@@ -79,6 +84,18 @@ for command in (compare.compare, compare.prices, files.validate, files.split, ba
     cli.add_command(command)
 
 
+def closed_pipe() -> None:
+    """The reader of standard output went away (`| head`): end as Unix tools
+    do, with no message. Standard output goes to /dev/null first, so that the
+    flush at exit cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file behind sys.stdout (a test runner's)
+        pass
+    sys.exit(EXIT_BROKEN_PIPE)
+
+
 def main() -> None:
     # Not click's standalone mode, which turns Ctrl-C into "Aborted!" and exit 1.
     try:
@@ -88,6 +105,8 @@ def main() -> None:
     except (KeyboardInterrupt, click.exceptions.Abort):
         click.echo("batchplan: interrupted", err=True)
         sys.exit(130)
+    except BrokenPipeError:
+        closed_pipe()
     except click.UsageError as exc:
         # One line, like every other error, with where to look.
         command = exc.ctx.command_path if exc.ctx else "batchplan"

@@ -349,3 +349,22 @@ def test_a_configured_budget_guards_what_spends_and_leaves_compare_alone(run, di
     defaults = default_map(cli, load())
     assert "compare" not in defaults
     assert {name for name, mine in defaults.items() if "max_cost" in mine} == {"submit", "run", "pilot"}
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    # `batchplan ... | head`: the reader goes away; no message, no traceback, exit 141 as a shell reports SIGPIPE.
+    import subprocess
+    import sys
+
+    lines = "\n".join(json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+                                  "body": {"model": "qwen-plus", "messages": [{"role": "user", "content": f"q {i}"}]}})
+                      for i in range(3000))
+    path = tmp_path / "many.jsonl"
+    path.write_text(lines + "\n")
+    proc = subprocess.Popen([sys.executable, "-m", "batchplan", "compare", str(path), "--per-request", "-"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()  # as head does after its lines
+    stderr = proc.stderr.read().decode()
+    assert proc.wait() == 141, stderr
+    assert "Traceback" not in stderr and "error" not in stderr
