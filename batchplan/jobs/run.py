@@ -361,6 +361,9 @@ class _Job:
         folder = self.dir / "input"
         before = set(os.listdir(folder)) if folder.is_dir() else set()
         copy = save_stdin(folder)
+        if os.path.getsize(copy) == 0:
+            os.unlink(copy)  # nothing to keep: leave the folder as it was
+            raise InputError(f"{STDIN}: standard input is empty: no requests to run")
         self.paths = [copy if p == STDIN else p for p in self.paths]
         self.say(f"standard input saved as {copy}")
         return None if os.path.basename(copy) in before else copy

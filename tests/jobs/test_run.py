@@ -247,6 +247,10 @@ def test_standard_input_is_saved_in_the_job_and_found_again_on_a_rerun(run, api,
     other = run("run", "-", "--out", out, "--yes", "--poll", "0", "--max-lines", "3", input=data.replace(b"Question 1?", b"Q1?"))
     assert other.exit_code == 2 and "holds another job" in other.stderr
     assert list((out / "input").iterdir()) == saved and len(server.batches) == 3
+    # Nothing piped: one line, and nothing left behind.
+    empty = run("run", "-", "--out", tmp_path / "empty", "--yes", "--poll", "0", input=b"")
+    assert empty.exit_code == 2 and "standard input is empty" in empty.stderr
+    assert list((tmp_path / "empty" / "input").iterdir()) == []
 
 
 def test_the_budget_reservation_refuses_a_part(run, api, nine, tmp_path):
