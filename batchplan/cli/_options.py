@@ -119,6 +119,15 @@ def load_catalog_or_fail(prices: str | None):
     return load_catalog(prices)
 
 
+def from_config(name: str, ctx: click.Context | None = None) -> bool:
+    """Whether option ``name`` of the running command took its value from
+    the settings (not from the command line)."""
+    ctx = ctx or click.get_current_context(silent=True)
+    if ctx is None:
+        return False
+    return ctx.get_parameter_source(name) == click.core.ParameterSource.DEFAULT_MAP
+
+
 def output_assumption(output_tokens, output_ratio, calibrate, catalog=None, calibrate_input=None, planned=()):
     """The output assumption the options choose. ``--calibrate`` joins its
     output to ``calibrate_input``, else to the ``planned`` files when they are
@@ -126,8 +135,6 @@ def output_assumption(output_tokens, output_ratio, calibrate, catalog=None, cali
     from batchplan.planning.output import CALIBRATED, PER_REQUEST, RATIO, OutputAssumption
 
     if output_tokens is not None and (output_ratio is not None or calibrate is not None):
-        from batchplan.cli.config import from_config
-
         if from_config("output_tokens"):
             output_tokens = None  # a configured default gives way to the assumption chosen on the command line
     chosen = [o for o in (output_tokens, output_ratio, calibrate) if o is not None]

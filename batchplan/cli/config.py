@@ -247,15 +247,6 @@ def apply(ctx: click.Context) -> None:
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
 
 
-def from_config(name: str, ctx: click.Context | None = None) -> bool:
-    """Whether option ``name`` of the running command took its value from
-    the settings (not from the command line)."""
-    ctx = ctx or click.get_current_context(silent=True)
-    if ctx is None:
-        return False
-    return ctx.get_parameter_source(name) == click.core.ParameterSource.DEFAULT_MAP
-
-
 # -- batchplan config ---------------------------------------------------------------
 
 @click.command("config")

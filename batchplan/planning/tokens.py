@@ -36,7 +36,6 @@ other.
 
 from __future__ import annotations
 
-import binascii
 import importlib.util
 import os
 import unicodedata
@@ -45,6 +44,7 @@ from typing import Any
 from batchplan.errors import VocabularyError
 from batchplan.planning import templates as chat_templates
 from batchplan.planning.templates import SPECIAL
+from batchplan.planning.vocabularies import read_ranks
 
 # From dashscope/tokenizers/qwen_tokenizer.py: the split pattern and the
 # special tokens of the Qwen vocabulary.
@@ -94,25 +94,6 @@ def load_encoding(path: str | None = None):
     ranks = read_ranks(path)
     specials = {token: SPECIAL_START_ID + i for i, token in enumerate(SPECIAL_TOKENS)}
     return tiktoken.Encoding("Qwen", pat_str=PAT_STR, mergeable_ranks=ranks, special_tokens=specials)
-
-
-def read_ranks(path: str) -> dict[bytes, int]:
-    """The mergeable ranks of a tiktoken vocabulary file."""
-    try:
-        with open(path, "rb") as handle:
-            contents = handle.read()
-    except OSError as exc:
-        raise VocabularyError(f"{path}: cannot read the Qwen vocabulary ({exc.strerror or exc})") from None
-    # The file is "<base64 token> <rank>" per line, parsed as
-    # tiktoken.load.load_tiktoken_bpe does (which would also copy it into a
-    # temporary cache directory), in bulk: it is half of start-up.
-    fields = contents.split()
-    if len(fields) % 2:
-        raise VocabularyError(f"{path}: not a tiktoken vocabulary (odd number of fields)")
-    try:
-        return dict(zip(map(binascii.a2b_base64, fields[0::2]), map(int, fields[1::2])))
-    except (binascii.Error, ValueError) as exc:
-        raise VocabularyError(f"{path}: not a tiktoken vocabulary ({exc})") from None
 
 
 _SHARED_ENCODING = None

