@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Callable
 
+from batchplan.atomic import atomic_write
 from batchplan.catalog.catalog import Catalog
 from batchplan.catalog.money import exact
 from batchplan.jobs.results import ERRORS, OUTPUT, ReconcileError, Result, open_results, read_results
@@ -375,30 +376,20 @@ def write_retry_file(input_path: str, lines: set[int], path: str) -> int:
     in input order (a second streaming pass). Written to a temporary file that
     replaces ``path`` only when complete. Returns the number of lines written.
     The caller decides whether ``path`` may be overwritten."""
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     written = 0
     name = os.fspath(input_path)
-    try:
-        with open_input(name) as source, open(tmp, "wb") as target:
-            for block in read_blocks(source, name=name):
-                number = block.first_number
-                pieces = block.data.split(b"\n")
-                for i, raw in enumerate(pieces):
-                    last = i == len(pieces) - 1
-                    # Only the file's final line can lack its newline; write
-                    # each line exactly as it was, CR of a CRLF included.
-                    if number in lines and (raw or not last):
-                        target.write(raw if last else raw + b"\n")
-                        written += 1
-                    number += 1
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with open_input(name) as source, atomic_write(path) as target:
+        for block in read_blocks(source, name=name):
+            number = block.first_number
+            pieces = block.data.split(b"\n")
+            for i, raw in enumerate(pieces):
+                last = i == len(pieces) - 1
+                # Only the file's final line can lack its newline; write
+                # each line exactly as it was, CR of a CRLF included.
+                if number in lines and (raw or not last):
+                    target.write(raw if last else raw + b"\n")
+                    written += 1
+                number += 1
     return written
 
 

@@ -83,7 +83,7 @@ def t_quantile(p: float, df: float) -> float:
     z = NormalDist().inv_cdf(p)
     if df <= 0:
         return float("inf")
-    df = max(df, 3.0)
+    df = max(df, 3.0)  # the expansion holds from a few degrees of freedom up
     g1 = (z ** 3 + z) / 4
     g2 = (5 * z ** 5 + 16 * z ** 3 + 3 * z) / 96
     g3 = (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / 384

@@ -66,11 +66,11 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from statistics import NormalDist
 from typing import BinaryIO, Callable, Iterator
 
 from batchplan.catalog.catalog import DEFAULT_REGION, Catalog
 from batchplan.planning.aggregate import KEEP_LINES, Plan, PlannedRequest, Row, Warning
+from batchplan.planning.estimate import t_quantile
 from batchplan.planning.output import OutputAssumption
 from batchplan.planning.planner import BatchPlan, Planner, _input_size, default_workers, unique_paths
 from batchplan.planning.reading import BOM, InputError, Line, line_start_at_or_after, open_input, read_range
@@ -119,20 +119,6 @@ class Estimate:
     low: Decimal
     high: Decimal
     standard_error: Decimal
-
-
-def t_quantile(p: float, df: int) -> float:
-    """Student's t quantile (Cornish-Fisher expansion around the normal one;
-    within 0.1% of the exact value from 5 degrees of freedom up)."""
-    z = NormalDist().inv_cdf(p)
-    if df <= 0:
-        return float("inf")
-    df = max(df, 3.0)  # the expansion holds from a few degrees of freedom up
-    g1 = (z ** 3 + z) / 4
-    g2 = (5 * z ** 5 + 16 * z ** 3 + 3 * z) / 96
-    g3 = (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / 384
-    g4 = (79 * z ** 9 + 776 * z ** 7 + 1482 * z ** 5 - 1920 * z ** 3 - 945 * z) / 92160
-    return z + g1 / df + g2 / df ** 2 + g3 / df ** 3 + g4 / df ** 4
 
 
 @dataclass(frozen=True)

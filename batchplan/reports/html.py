@@ -13,10 +13,10 @@ only here, only when a report is written.
 from __future__ import annotations
 
 import io
-import os
 from decimal import Decimal
 from importlib import resources
 
+from batchplan.atomic import atomic_write
 from batchplan.errors import InputError
 from batchplan.planning.cache import HISTOGRAM_BINS, bin_bounds
 from batchplan.planning.reading import line_ref
@@ -212,15 +212,8 @@ def write_html(result, path: str, catalog=None) -> None:
     if result.realtime is None:
         result.decide(None, catalog)
     page = render_html(result, catalog or default_catalog())
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(page)
-        os.replace(tmp, path)
+        with atomic_write(path) as handle:
+            handle.write(page.encode("utf-8"))
     except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise InputError(f"{path}: {exc.strerror or exc}") from None

@@ -6,11 +6,11 @@ lines out; ``write_job_html`` is the one edge that writes a file.
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal
 
 from tabulate import tabulate
 
+from batchplan.atomic import atomic_write
 from batchplan.catalog.money import money
 
 
@@ -104,17 +104,8 @@ def render_job_html(doc: dict) -> str:
 def write_job_html(doc: dict, path: str) -> None:
     """Write the page atomically (a temporary file beside it, then renamed)."""
     page = render_job_html(doc)
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(page)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path) as handle:
+        handle.write(page.encode("utf-8"))
 
 
 _PAGE = """<!doctype html>
