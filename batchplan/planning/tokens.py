@@ -44,7 +44,7 @@ from typing import Any
 from batchplan.errors import VocabularyError
 from batchplan.planning import templates as chat_templates
 from batchplan.planning.templates import SPECIAL
-from batchplan.planning.vocabularies import read_ranks
+from batchplan.planning.vocabularies import packaged_file, read_ranks
 
 # From dashscope/tokenizers/qwen_tokenizer.py: the split pattern and the
 # special tokens of the Qwen vocabulary.
@@ -76,14 +76,7 @@ MAX_HEAD = 32_768
 def vocabulary_path() -> str:
     """Where the dashscope wheel keeps qwen.tiktoken. Found without importing
     dashscope, whose import takes about a second."""
-    spec = importlib.util.find_spec("dashscope")
-    if spec is None or not spec.submodule_search_locations:
-        raise VocabularyError("the dashscope package is not installed; it ships the Qwen vocabulary (pip install dashscope)")
-    for folder in spec.submodule_search_locations:
-        path = os.path.join(folder, "resources", "qwen.tiktoken")
-        if os.path.exists(path):
-            return path
-    raise VocabularyError("the installed dashscope package has no resources/qwen.tiktoken")
+    return packaged_file("dashscope", "dashscope", "resources/qwen.tiktoken", "the Qwen vocabulary")
 
 
 def load_encoding(path: str | None = None):

