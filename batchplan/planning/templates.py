@@ -275,17 +275,25 @@ def _last_query_index(messages: list[dict[str, Any]]) -> int:
     return len(messages) - 1
 
 
+def _reasoning_and_content(message: dict[str, Any], content: str) -> tuple[str, str]:
+    """An assistant turn's reasoning (``reasoning_content``, else a ``<think>``
+    block in the content) and its content without that block, as the Qwen3
+    and Qwen3.5 templates both split them."""
+    reasoning = message.get("reasoning_content")
+    if isinstance(reasoning, str):
+        return reasoning, content
+    if "</think>" not in content:
+        return "", content
+    return (content.split("</think>")[0].rstrip("\n").split("<think>")[-1].lstrip("\n"),
+            content.split("</think>")[-1].lstrip("\n"))
+
+
 def _qwen3_assistant(message: dict[str, Any], content: str, after_query: bool, is_last: bool) -> str:
     """An assistant turn (after <|im_start|>, before <|im_end|>) as Qwen3's
     template writes it: reasoning from ``reasoning_content`` or from a
     ``<think>`` block in the content; the block is kept only after the last
     user query, on the last turn or where there is reasoning."""
-    reasoning = message.get("reasoning_content")
-    if not isinstance(reasoning, str):
-        reasoning = ""
-        if "</think>" in content:
-            reasoning = content.split("</think>")[0].rstrip("\n").split("<think>")[-1].lstrip("\n")
-            content = content.split("</think>")[-1].lstrip("\n")
+    reasoning, content = _reasoning_and_content(message, content)
     if after_query and (is_last or reasoning):
         text = "assistant\n<think>\n" + reasoning.strip("\n") + "\n</think>\n\n" + content.lstrip("\n")
     else:
@@ -445,12 +453,7 @@ def _render_qwen35(body: dict[str, Any]) -> list[str | None]:
 
 def _assistant35(message: dict[str, Any], after_query: bool) -> str:
     content = text_of(message.get("content")).strip()
-    reasoning = message.get("reasoning_content")
-    if not isinstance(reasoning, str):
-        reasoning = ""
-        if "</think>" in content:
-            reasoning = content.split("</think>")[0].rstrip("\n").split("<think>")[-1].lstrip("\n")
-            content = content.split("</think>")[-1].lstrip("\n")
+    reasoning, content = _reasoning_and_content(message, content)
     if after_query:
         text = "assistant\n<think>\n" + reasoning.strip() + "\n</think>\n\n" + content
     else:
